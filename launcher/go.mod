@@ -1,0 +1,3 @@
+module github.com/bounded-systems/claude-box/launcher
+
+go 1.25.0
