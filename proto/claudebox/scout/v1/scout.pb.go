@@ -24,10 +24,14 @@ const (
 // FetchRequest asks for a URL.
 type FetchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Absolute URL.
+	// Absolute https URL (http only when the door's policy allows it). No
+	// userinfo; the host must be on the allowlist and within the door's caveats.
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
-	// Lower the body ceiling (bytes); 0 keeps the server's. Never raises it.
-	MaxBytes      int64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// Lowers the body ceiling in bytes; 0 keeps the server's. Never raises it.
+	MaxBytes int64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// Lowers the total time ceiling in milliseconds; 0 keeps the server's.
+	// Never raises it.
+	TimeoutMs     int64 `protobuf:"varint,3,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -76,17 +80,29 @@ func (x *FetchRequest) GetMaxBytes() int64 {
 	return 0
 }
 
+func (x *FetchRequest) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
 // FetchHead is the response head.
 type FetchHead struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// HTTP status code of the final hop.
 	Status int32 `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
-	// Content-Type of the final hop.
+	// Content-Type of the final hop, as the server sent it.
 	ContentType string `protobuf:"bytes,2,opt,name=content_type,json=contentType,proto3" json:"content_type,omitempty"`
 	// Final URL after redirects.
-	FinalUrl      string `protobuf:"bytes,3,opt,name=final_url,json=finalUrl,proto3" json:"final_url,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	FinalUrl string `protobuf:"bytes,3,opt,name=final_url,json=finalUrl,proto3" json:"final_url,omitempty"`
+	// Number of redirects followed.
+	Redirects int32 `protobuf:"varint,4,opt,name=redirects,proto3" json:"redirects,omitempty"`
+	// Content-Length the server declared, -1 when it declared none. The body
+	// size is only final in the trailer.
+	DeclaredLength int64 `protobuf:"varint,5,opt,name=declared_length,json=declaredLength,proto3" json:"declared_length,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *FetchHead) Reset() {
@@ -140,12 +156,26 @@ func (x *FetchHead) GetFinalUrl() string {
 	return ""
 }
 
+func (x *FetchHead) GetRedirects() int32 {
+	if x != nil {
+		return x.Redirects
+	}
+	return 0
+}
+
+func (x *FetchHead) GetDeclaredLength() int64 {
+	if x != nil {
+		return x.DeclaredLength
+	}
+	return 0
+}
+
 // FetchTrailer closes a complete body.
 type FetchTrailer struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Body size in bytes.
+	// Body size in bytes (after content decoding).
 	Size int64 `protobuf:"varint,1,opt,name=size,proto3" json:"size,omitempty"`
-	// Hex sha256 of the body.
+	// Lowercase hex sha256 of the body.
 	Sha256        string `protobuf:"bytes,2,opt,name=sha256,proto3" json:"sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -262,10 +292,18 @@ func (x *FetchResponse) GetTrailer() *FetchTrailer {
 // SnapshotRequest asks for a repository tree.
 type SnapshotRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Repository URL (https).
+	// Repository URL: https, no userinfo, host on the allowlist and within the
+	// door's caveats (a repo=owner/name caveat matches its path).
 	Url string `protobuf:"bytes,1,opt,name=url,proto3" json:"url,omitempty"`
-	// Ref: a branch, tag or commit; empty means the default branch.
-	Ref           string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
+	// Ref: a branch or tag name (or refs/heads/…, refs/tags/…); empty means the
+	// remote's default branch.
+	Ref string `protobuf:"bytes,2,opt,name=ref,proto3" json:"ref,omitempty"`
+	// Lowers the ceiling on the total size of the tree's files; 0 keeps the
+	// server's. Never raises it.
+	MaxBytes int64 `protobuf:"varint,3,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// Lowers the ceiling on the number of files; 0 keeps the server's. Never
+	// raises it.
+	MaxFiles      int64 `protobuf:"varint,4,opt,name=max_files,json=maxFiles,proto3" json:"max_files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,20 +352,107 @@ func (x *SnapshotRequest) GetRef() string {
 	return ""
 }
 
+func (x *SnapshotRequest) GetMaxBytes() int64 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
+func (x *SnapshotRequest) GetMaxFiles() int64 {
+	if x != nil {
+		return x.MaxFiles
+	}
+	return 0
+}
+
+// SnapshotTrailer closes a complete tar stream.
+type SnapshotTrailer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Resolved commit id (hex).
+	Commit string `protobuf:"bytes,1,opt,name=commit,proto3" json:"commit,omitempty"`
+	// Number of entries written (files, symlinks, directories).
+	Entries int64 `protobuf:"varint,2,opt,name=entries,proto3" json:"entries,omitempty"`
+	// Size in bytes of the tar stream.
+	Size int64 `protobuf:"varint,3,opt,name=size,proto3" json:"size,omitempty"`
+	// Lowercase hex sha256 of the tar stream.
+	Sha256        string `protobuf:"bytes,4,opt,name=sha256,proto3" json:"sha256,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotTrailer) Reset() {
+	*x = SnapshotTrailer{}
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotTrailer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotTrailer) ProtoMessage() {}
+
+func (x *SnapshotTrailer) ProtoReflect() protoreflect.Message {
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotTrailer.ProtoReflect.Descriptor instead.
+func (*SnapshotTrailer) Descriptor() ([]byte, []int) {
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *SnapshotTrailer) GetCommit() string {
+	if x != nil {
+		return x.Commit
+	}
+	return ""
+}
+
+func (x *SnapshotTrailer) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *SnapshotTrailer) GetSize() int64 {
+	if x != nil {
+		return x.Size
+	}
+	return 0
+}
+
+func (x *SnapshotTrailer) GetSha256() string {
+	if x != nil {
+		return x.Sha256
+	}
+	return ""
+}
+
 // SnapshotResponse is one message of a snapshot.
 type SnapshotResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Tar bytes.
 	Chunk []byte `protobuf:"bytes,1,opt,name=chunk,proto3" json:"chunk,omitempty"`
-	// Resolved commit id, on the last message only.
-	Commit        string `protobuf:"bytes,2,opt,name=commit,proto3" json:"commit,omitempty"`
+	// Trailer, on the last message only; absent means the stream is incomplete.
+	Trailer       *SnapshotTrailer `protobuf:"bytes,3,opt,name=trailer,proto3" json:"trailer,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *SnapshotResponse) Reset() {
 	*x = SnapshotResponse{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[5]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +464,7 @@ func (x *SnapshotResponse) String() string {
 func (*SnapshotResponse) ProtoMessage() {}
 
 func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[5]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +477,7 @@ func (x *SnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotResponse.ProtoReflect.Descriptor instead.
 func (*SnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{5}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *SnapshotResponse) GetChunk() []byte {
@@ -362,21 +487,21 @@ func (x *SnapshotResponse) GetChunk() []byte {
 	return nil
 }
 
-func (x *SnapshotResponse) GetCommit() string {
+func (x *SnapshotResponse) GetTrailer() *SnapshotTrailer {
 	if x != nil {
-		return x.Commit
+		return x.Trailer
 	}
-	return ""
+	return nil
 }
 
 // GetIssueRequest names an issue.
 type GetIssueRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Owner/name, e.g. "octo/repo".
+	// Owner/name, e.g. "octo/repo"; `^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$`.
 	Repo string `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
-	// Issue number.
+	// Issue number, > 0.
 	Number int64 `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
-	// Include comments.
+	// Include comments (at most the server's comment ceiling).
 	Comments      bool `protobuf:"varint,3,opt,name=comments,proto3" json:"comments,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -384,7 +509,7 @@ type GetIssueRequest struct {
 
 func (x *GetIssueRequest) Reset() {
 	*x = GetIssueRequest{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[6]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -396,7 +521,7 @@ func (x *GetIssueRequest) String() string {
 func (*GetIssueRequest) ProtoMessage() {}
 
 func (x *GetIssueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[6]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -409,7 +534,7 @@ func (x *GetIssueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIssueRequest.ProtoReflect.Descriptor instead.
 func (*GetIssueRequest) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{6}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *GetIssueRequest) GetRepo() string {
@@ -438,7 +563,7 @@ type Comment struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Author login.
 	Author string `protobuf:"bytes,1,opt,name=author,proto3" json:"author,omitempty"`
-	// Body text.
+	// Body text, as written (not escaped: the client escapes for terminals).
 	Body string `protobuf:"bytes,2,opt,name=body,proto3" json:"body,omitempty"`
 	// RFC 3339 creation time.
 	CreatedAt     string `protobuf:"bytes,3,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
@@ -448,7 +573,7 @@ type Comment struct {
 
 func (x *Comment) Reset() {
 	*x = Comment{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[7]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -460,7 +585,7 @@ func (x *Comment) String() string {
 func (*Comment) ProtoMessage() {}
 
 func (x *Comment) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[7]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -473,7 +598,7 @@ func (x *Comment) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Comment.ProtoReflect.Descriptor instead.
 func (*Comment) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{7}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Comment) GetAuthor() string {
@@ -497,7 +622,7 @@ func (x *Comment) GetCreatedAt() string {
 	return ""
 }
 
-// Issue is a GitHub issue.
+// Issue is a GitHub issue (or the issue half of a pull request).
 type Issue struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Number.
@@ -517,14 +642,18 @@ type Issue struct {
 	// RFC 3339 update time.
 	UpdatedAt string `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
 	// Comments, when asked for.
-	Comments      []*Comment `protobuf:"bytes,9,rep,name=comments,proto3" json:"comments,omitempty"`
+	Comments []*Comment `protobuf:"bytes,9,rep,name=comments,proto3" json:"comments,omitempty"`
+	// Web URL of the issue.
+	HtmlUrl string `protobuf:"bytes,10,opt,name=html_url,json=htmlUrl,proto3" json:"html_url,omitempty"`
+	// RFC 3339 close time; empty while open.
+	ClosedAt      string `protobuf:"bytes,11,opt,name=closed_at,json=closedAt,proto3" json:"closed_at,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Issue) Reset() {
 	*x = Issue{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[8]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -536,7 +665,7 @@ func (x *Issue) String() string {
 func (*Issue) ProtoMessage() {}
 
 func (x *Issue) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[8]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -549,7 +678,7 @@ func (x *Issue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Issue.ProtoReflect.Descriptor instead.
 func (*Issue) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{8}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Issue) GetNumber() int64 {
@@ -615,6 +744,20 @@ func (x *Issue) GetComments() []*Comment {
 	return nil
 }
 
+func (x *Issue) GetHtmlUrl() string {
+	if x != nil {
+		return x.HtmlUrl
+	}
+	return ""
+}
+
+func (x *Issue) GetClosedAt() string {
+	if x != nil {
+		return x.ClosedAt
+	}
+	return ""
+}
+
 // GetIssueResponse carries the issue.
 type GetIssueResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -626,7 +769,7 @@ type GetIssueResponse struct {
 
 func (x *GetIssueResponse) Reset() {
 	*x = GetIssueResponse{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[9]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -638,7 +781,7 @@ func (x *GetIssueResponse) String() string {
 func (*GetIssueResponse) ProtoMessage() {}
 
 func (x *GetIssueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[9]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -651,7 +794,7 @@ func (x *GetIssueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetIssueResponse.ProtoReflect.Descriptor instead.
 func (*GetIssueResponse) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{9}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *GetIssueResponse) GetIssue() *Issue {
@@ -664,13 +807,13 @@ func (x *GetIssueResponse) GetIssue() *Issue {
 // GetPullRequestRequest names a pull request.
 type GetPullRequestRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Owner/name.
+	// Owner/name, as in GetIssueRequest.repo.
 	Repo string `protobuf:"bytes,1,opt,name=repo,proto3" json:"repo,omitempty"`
-	// PR number.
+	// PR number, > 0.
 	Number int64 `protobuf:"varint,2,opt,name=number,proto3" json:"number,omitempty"`
 	// Include comments.
 	Comments bool `protobuf:"varint,3,opt,name=comments,proto3" json:"comments,omitempty"`
-	// Include the unified diff.
+	// Include the unified diff (at most the server's body ceiling).
 	Diff          bool `protobuf:"varint,4,opt,name=diff,proto3" json:"diff,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -678,7 +821,7 @@ type GetPullRequestRequest struct {
 
 func (x *GetPullRequestRequest) Reset() {
 	*x = GetPullRequestRequest{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[10]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -690,7 +833,7 @@ func (x *GetPullRequestRequest) String() string {
 func (*GetPullRequestRequest) ProtoMessage() {}
 
 func (x *GetPullRequestRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[10]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -703,7 +846,7 @@ func (x *GetPullRequestRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPullRequestRequest.ProtoReflect.Descriptor instead.
 func (*GetPullRequestRequest) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{10}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *GetPullRequestRequest) GetRepo() string {
@@ -744,14 +887,20 @@ type GetPullRequestResponse struct {
 	// Base ref "owner:branch".
 	Base string `protobuf:"bytes,3,opt,name=base,proto3" json:"base,omitempty"`
 	// Unified diff, when asked for.
-	Diff          string `protobuf:"bytes,4,opt,name=diff,proto3" json:"diff,omitempty"`
+	Diff string `protobuf:"bytes,4,opt,name=diff,proto3" json:"diff,omitempty"`
+	// Commit id of the head.
+	HeadSha string `protobuf:"bytes,5,opt,name=head_sha,json=headSha,proto3" json:"head_sha,omitempty"`
+	// Whether the PR was merged.
+	Merged bool `protobuf:"varint,6,opt,name=merged,proto3" json:"merged,omitempty"`
+	// Whether the PR is a draft.
+	Draft         bool `protobuf:"varint,7,opt,name=draft,proto3" json:"draft,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetPullRequestResponse) Reset() {
 	*x = GetPullRequestResponse{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[11]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +912,7 @@ func (x *GetPullRequestResponse) String() string {
 func (*GetPullRequestResponse) ProtoMessage() {}
 
 func (x *GetPullRequestResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[11]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +925,7 @@ func (x *GetPullRequestResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetPullRequestResponse.ProtoReflect.Descriptor instead.
 func (*GetPullRequestResponse) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{11}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *GetPullRequestResponse) GetIssue() *Issue {
@@ -807,6 +956,27 @@ func (x *GetPullRequestResponse) GetDiff() string {
 	return ""
 }
 
+func (x *GetPullRequestResponse) GetHeadSha() string {
+	if x != nil {
+		return x.HeadSha
+	}
+	return ""
+}
+
+func (x *GetPullRequestResponse) GetMerged() bool {
+	if x != nil {
+		return x.Merged
+	}
+	return false
+}
+
+func (x *GetPullRequestResponse) GetDraft() bool {
+	if x != nil {
+		return x.Draft
+	}
+	return false
+}
+
 // GetStatusRequest asks for the door's status.
 type GetStatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -816,7 +986,7 @@ type GetStatusRequest struct {
 
 func (x *GetStatusRequest) Reset() {
 	*x = GetStatusRequest{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[12]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -828,7 +998,7 @@ func (x *GetStatusRequest) String() string {
 func (*GetStatusRequest) ProtoMessage() {}
 
 func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[12]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -841,23 +1011,44 @@ func (x *GetStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusRequest.ProtoReflect.Descriptor instead.
 func (*GetStatusRequest) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{12}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{13}
 }
 
-// GetStatusResponse is the door's status.
+// GetStatusResponse is the door's status, as this door (with its caveats)
+// sees it. It never carries the token.
 type GetStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// One-line policy summary.
 	PolicySummary string `protobuf:"bytes,1,opt,name=policy_summary,json=policySummary,proto3" json:"policy_summary,omitempty"`
 	// Body ceiling in bytes.
-	MaxBytes      int64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	MaxBytes int64 `protobuf:"varint,2,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
+	// Ceiling on decoded (decompressed) bytes.
+	MaxDecodedBytes int64 `protobuf:"varint,3,opt,name=max_decoded_bytes,json=maxDecodedBytes,proto3" json:"max_decoded_bytes,omitempty"`
+	// Total time ceiling per request, milliseconds.
+	TimeoutMs int64 `protobuf:"varint,4,opt,name=timeout_ms,json=timeoutMs,proto3" json:"timeout_ms,omitempty"`
+	// Snapshot ceiling on total file bytes.
+	MaxSnapshotBytes int64 `protobuf:"varint,5,opt,name=max_snapshot_bytes,json=maxSnapshotBytes,proto3" json:"max_snapshot_bytes,omitempty"`
+	// Snapshot ceiling on the number of files.
+	MaxFiles int64 `protobuf:"varint,6,opt,name=max_files,json=maxFiles,proto3" json:"max_files,omitempty"`
+	// Allowlist entries ("example.com" exact, ".example.com" apex and subdomains).
+	Allow []string `protobuf:"bytes,7,rep,name=allow,proto3" json:"allow,omitempty"`
+	// Caveats of this door, "key=value".
+	Caveats []string `protobuf:"bytes,8,rep,name=caveats,proto3" json:"caveats,omitempty"`
+	// Whether GitHub reads carry a token (the token itself is never returned).
+	GithubToken bool `protobuf:"varint,9,opt,name=github_token,json=githubToken,proto3" json:"github_token,omitempty"`
+	// Account this door was minted for.
+	Account string `protobuf:"bytes,10,opt,name=account,proto3" json:"account,omitempty"`
+	// Launch id this door was minted for.
+	LaunchId string `protobuf:"bytes,11,opt,name=launch_id,json=launchId,proto3" json:"launch_id,omitempty"`
+	// Daemon version.
+	Version       string `protobuf:"bytes,12,opt,name=version,proto3" json:"version,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *GetStatusResponse) Reset() {
 	*x = GetStatusResponse{}
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[13]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -869,7 +1060,7 @@ func (x *GetStatusResponse) String() string {
 func (*GetStatusResponse) ProtoMessage() {}
 
 func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[13]
+	mi := &file_claudebox_scout_v1_scout_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -882,7 +1073,7 @@ func (x *GetStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetStatusResponse.ProtoReflect.Descriptor instead.
 func (*GetStatusResponse) Descriptor() ([]byte, []int) {
-	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{13}
+	return file_claudebox_scout_v1_scout_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetStatusResponse) GetPolicySummary() string {
@@ -899,31 +1090,112 @@ func (x *GetStatusResponse) GetMaxBytes() int64 {
 	return 0
 }
 
+func (x *GetStatusResponse) GetMaxDecodedBytes() int64 {
+	if x != nil {
+		return x.MaxDecodedBytes
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetTimeoutMs() int64 {
+	if x != nil {
+		return x.TimeoutMs
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetMaxSnapshotBytes() int64 {
+	if x != nil {
+		return x.MaxSnapshotBytes
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetMaxFiles() int64 {
+	if x != nil {
+		return x.MaxFiles
+	}
+	return 0
+}
+
+func (x *GetStatusResponse) GetAllow() []string {
+	if x != nil {
+		return x.Allow
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetCaveats() []string {
+	if x != nil {
+		return x.Caveats
+	}
+	return nil
+}
+
+func (x *GetStatusResponse) GetGithubToken() bool {
+	if x != nil {
+		return x.GithubToken
+	}
+	return false
+}
+
+func (x *GetStatusResponse) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *GetStatusResponse) GetLaunchId() string {
+	if x != nil {
+		return x.LaunchId
+	}
+	return ""
+}
+
+func (x *GetStatusResponse) GetVersion() string {
+	if x != nil {
+		return x.Version
+	}
+	return ""
+}
+
 var File_claudebox_scout_v1_scout_proto protoreflect.FileDescriptor
 
 const file_claudebox_scout_v1_scout_proto_rawDesc = "" +
 	"\n" +
-	"\x1eclaudebox/scout/v1/scout.proto\x12\x12claudebox.scout.v1\"=\n" +
+	"\x1eclaudebox/scout/v1/scout.proto\x12\x12claudebox.scout.v1\"\\\n" +
 	"\fFetchRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x1b\n" +
-	"\tmax_bytes\x18\x02 \x01(\x03R\bmaxBytes\"c\n" +
+	"\tmax_bytes\x18\x02 \x01(\x03R\bmaxBytes\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x03 \x01(\x03R\ttimeoutMs\"\xaa\x01\n" +
 	"\tFetchHead\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x1b\n" +
-	"\tfinal_url\x18\x03 \x01(\tR\bfinalUrl\":\n" +
+	"\tfinal_url\x18\x03 \x01(\tR\bfinalUrl\x12\x1c\n" +
+	"\tredirects\x18\x04 \x01(\x05R\tredirects\x12'\n" +
+	"\x0fdeclared_length\x18\x05 \x01(\x03R\x0edeclaredLength\":\n" +
 	"\fFetchTrailer\x12\x12\n" +
 	"\x04size\x18\x01 \x01(\x03R\x04size\x12\x16\n" +
 	"\x06sha256\x18\x02 \x01(\tR\x06sha256\"\x94\x01\n" +
 	"\rFetchResponse\x121\n" +
 	"\x04head\x18\x01 \x01(\v2\x1d.claudebox.scout.v1.FetchHeadR\x04head\x12\x14\n" +
 	"\x05chunk\x18\x02 \x01(\fR\x05chunk\x12:\n" +
-	"\atrailer\x18\x03 \x01(\v2 .claudebox.scout.v1.FetchTrailerR\atrailer\"5\n" +
+	"\atrailer\x18\x03 \x01(\v2 .claudebox.scout.v1.FetchTrailerR\atrailer\"o\n" +
 	"\x0fSnapshotRequest\x12\x10\n" +
 	"\x03url\x18\x01 \x01(\tR\x03url\x12\x10\n" +
-	"\x03ref\x18\x02 \x01(\tR\x03ref\"@\n" +
+	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x1b\n" +
+	"\tmax_bytes\x18\x03 \x01(\x03R\bmaxBytes\x12\x1b\n" +
+	"\tmax_files\x18\x04 \x01(\x03R\bmaxFiles\"o\n" +
+	"\x0fSnapshotTrailer\x12\x16\n" +
+	"\x06commit\x18\x01 \x01(\tR\x06commit\x12\x18\n" +
+	"\aentries\x18\x02 \x01(\x03R\aentries\x12\x12\n" +
+	"\x04size\x18\x03 \x01(\x03R\x04size\x12\x16\n" +
+	"\x06sha256\x18\x04 \x01(\tR\x06sha256\"u\n" +
 	"\x10SnapshotResponse\x12\x14\n" +
-	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12\x16\n" +
-	"\x06commit\x18\x02 \x01(\tR\x06commit\"Y\n" +
+	"\x05chunk\x18\x01 \x01(\fR\x05chunk\x12=\n" +
+	"\atrailer\x18\x03 \x01(\v2#.claudebox.scout.v1.SnapshotTrailerR\atrailerJ\x04\b\x02\x10\x03R\x06commit\"Y\n" +
 	"\x0fGetIssueRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1a\n" +
@@ -932,7 +1204,7 @@ const file_claudebox_scout_v1_scout_proto_rawDesc = "" +
 	"\x06author\x18\x01 \x01(\tR\x06author\x12\x12\n" +
 	"\x04body\x18\x02 \x01(\tR\x04body\x12\x1d\n" +
 	"\n" +
-	"created_at\x18\x03 \x01(\tR\tcreatedAt\"\x86\x02\n" +
+	"created_at\x18\x03 \x01(\tR\tcreatedAt\"\xbe\x02\n" +
 	"\x05Issue\x12\x16\n" +
 	"\x06number\x18\x01 \x01(\x03R\x06number\x12\x14\n" +
 	"\x05title\x18\x02 \x01(\tR\x05title\x12\x12\n" +
@@ -944,23 +1216,41 @@ const file_claudebox_scout_v1_scout_proto_rawDesc = "" +
 	"created_at\x18\a \x01(\tR\tcreatedAt\x12\x1d\n" +
 	"\n" +
 	"updated_at\x18\b \x01(\tR\tupdatedAt\x127\n" +
-	"\bcomments\x18\t \x03(\v2\x1b.claudebox.scout.v1.CommentR\bcomments\"C\n" +
+	"\bcomments\x18\t \x03(\v2\x1b.claudebox.scout.v1.CommentR\bcomments\x12\x19\n" +
+	"\bhtml_url\x18\n" +
+	" \x01(\tR\ahtmlUrl\x12\x1b\n" +
+	"\tclosed_at\x18\v \x01(\tR\bclosedAt\"C\n" +
 	"\x10GetIssueResponse\x12/\n" +
 	"\x05issue\x18\x01 \x01(\v2\x19.claudebox.scout.v1.IssueR\x05issue\"s\n" +
 	"\x15GetPullRequestRequest\x12\x12\n" +
 	"\x04repo\x18\x01 \x01(\tR\x04repo\x12\x16\n" +
 	"\x06number\x18\x02 \x01(\x03R\x06number\x12\x1a\n" +
 	"\bcomments\x18\x03 \x01(\bR\bcomments\x12\x12\n" +
-	"\x04diff\x18\x04 \x01(\bR\x04diff\"\x85\x01\n" +
+	"\x04diff\x18\x04 \x01(\bR\x04diff\"\xce\x01\n" +
 	"\x16GetPullRequestResponse\x12/\n" +
 	"\x05issue\x18\x01 \x01(\v2\x19.claudebox.scout.v1.IssueR\x05issue\x12\x12\n" +
 	"\x04head\x18\x02 \x01(\tR\x04head\x12\x12\n" +
 	"\x04base\x18\x03 \x01(\tR\x04base\x12\x12\n" +
-	"\x04diff\x18\x04 \x01(\tR\x04diff\"\x12\n" +
-	"\x10GetStatusRequest\"W\n" +
+	"\x04diff\x18\x04 \x01(\tR\x04diff\x12\x19\n" +
+	"\bhead_sha\x18\x05 \x01(\tR\aheadSha\x12\x16\n" +
+	"\x06merged\x18\x06 \x01(\bR\x06merged\x12\x14\n" +
+	"\x05draft\x18\a \x01(\bR\x05draft\"\x12\n" +
+	"\x10GetStatusRequest\"\x91\x03\n" +
 	"\x11GetStatusResponse\x12%\n" +
 	"\x0epolicy_summary\x18\x01 \x01(\tR\rpolicySummary\x12\x1b\n" +
-	"\tmax_bytes\x18\x02 \x01(\x03R\bmaxBytes2\xd1\x03\n" +
+	"\tmax_bytes\x18\x02 \x01(\x03R\bmaxBytes\x12*\n" +
+	"\x11max_decoded_bytes\x18\x03 \x01(\x03R\x0fmaxDecodedBytes\x12\x1d\n" +
+	"\n" +
+	"timeout_ms\x18\x04 \x01(\x03R\ttimeoutMs\x12,\n" +
+	"\x12max_snapshot_bytes\x18\x05 \x01(\x03R\x10maxSnapshotBytes\x12\x1b\n" +
+	"\tmax_files\x18\x06 \x01(\x03R\bmaxFiles\x12\x14\n" +
+	"\x05allow\x18\a \x03(\tR\x05allow\x12\x18\n" +
+	"\acaveats\x18\b \x03(\tR\acaveats\x12!\n" +
+	"\fgithub_token\x18\t \x01(\bR\vgithubToken\x12\x18\n" +
+	"\aaccount\x18\n" +
+	" \x01(\tR\aaccount\x12\x1b\n" +
+	"\tlaunch_id\x18\v \x01(\tR\blaunchId\x12\x18\n" +
+	"\aversion\x18\f \x01(\tR\aversion2\xd1\x03\n" +
 	"\fScoutService\x12N\n" +
 	"\x05Fetch\x12 .claudebox.scout.v1.FetchRequest\x1a!.claudebox.scout.v1.FetchResponse0\x01\x12W\n" +
 	"\bSnapshot\x12#.claudebox.scout.v1.SnapshotRequest\x1a$.claudebox.scout.v1.SnapshotResponse0\x01\x12U\n" +
@@ -980,44 +1270,46 @@ func file_claudebox_scout_v1_scout_proto_rawDescGZIP() []byte {
 	return file_claudebox_scout_v1_scout_proto_rawDescData
 }
 
-var file_claudebox_scout_v1_scout_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_claudebox_scout_v1_scout_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_claudebox_scout_v1_scout_proto_goTypes = []any{
 	(*FetchRequest)(nil),           // 0: claudebox.scout.v1.FetchRequest
 	(*FetchHead)(nil),              // 1: claudebox.scout.v1.FetchHead
 	(*FetchTrailer)(nil),           // 2: claudebox.scout.v1.FetchTrailer
 	(*FetchResponse)(nil),          // 3: claudebox.scout.v1.FetchResponse
 	(*SnapshotRequest)(nil),        // 4: claudebox.scout.v1.SnapshotRequest
-	(*SnapshotResponse)(nil),       // 5: claudebox.scout.v1.SnapshotResponse
-	(*GetIssueRequest)(nil),        // 6: claudebox.scout.v1.GetIssueRequest
-	(*Comment)(nil),                // 7: claudebox.scout.v1.Comment
-	(*Issue)(nil),                  // 8: claudebox.scout.v1.Issue
-	(*GetIssueResponse)(nil),       // 9: claudebox.scout.v1.GetIssueResponse
-	(*GetPullRequestRequest)(nil),  // 10: claudebox.scout.v1.GetPullRequestRequest
-	(*GetPullRequestResponse)(nil), // 11: claudebox.scout.v1.GetPullRequestResponse
-	(*GetStatusRequest)(nil),       // 12: claudebox.scout.v1.GetStatusRequest
-	(*GetStatusResponse)(nil),      // 13: claudebox.scout.v1.GetStatusResponse
+	(*SnapshotTrailer)(nil),        // 5: claudebox.scout.v1.SnapshotTrailer
+	(*SnapshotResponse)(nil),       // 6: claudebox.scout.v1.SnapshotResponse
+	(*GetIssueRequest)(nil),        // 7: claudebox.scout.v1.GetIssueRequest
+	(*Comment)(nil),                // 8: claudebox.scout.v1.Comment
+	(*Issue)(nil),                  // 9: claudebox.scout.v1.Issue
+	(*GetIssueResponse)(nil),       // 10: claudebox.scout.v1.GetIssueResponse
+	(*GetPullRequestRequest)(nil),  // 11: claudebox.scout.v1.GetPullRequestRequest
+	(*GetPullRequestResponse)(nil), // 12: claudebox.scout.v1.GetPullRequestResponse
+	(*GetStatusRequest)(nil),       // 13: claudebox.scout.v1.GetStatusRequest
+	(*GetStatusResponse)(nil),      // 14: claudebox.scout.v1.GetStatusResponse
 }
 var file_claudebox_scout_v1_scout_proto_depIdxs = []int32{
 	1,  // 0: claudebox.scout.v1.FetchResponse.head:type_name -> claudebox.scout.v1.FetchHead
 	2,  // 1: claudebox.scout.v1.FetchResponse.trailer:type_name -> claudebox.scout.v1.FetchTrailer
-	7,  // 2: claudebox.scout.v1.Issue.comments:type_name -> claudebox.scout.v1.Comment
-	8,  // 3: claudebox.scout.v1.GetIssueResponse.issue:type_name -> claudebox.scout.v1.Issue
-	8,  // 4: claudebox.scout.v1.GetPullRequestResponse.issue:type_name -> claudebox.scout.v1.Issue
-	0,  // 5: claudebox.scout.v1.ScoutService.Fetch:input_type -> claudebox.scout.v1.FetchRequest
-	4,  // 6: claudebox.scout.v1.ScoutService.Snapshot:input_type -> claudebox.scout.v1.SnapshotRequest
-	6,  // 7: claudebox.scout.v1.ScoutService.GetIssue:input_type -> claudebox.scout.v1.GetIssueRequest
-	10, // 8: claudebox.scout.v1.ScoutService.GetPullRequest:input_type -> claudebox.scout.v1.GetPullRequestRequest
-	12, // 9: claudebox.scout.v1.ScoutService.GetStatus:input_type -> claudebox.scout.v1.GetStatusRequest
-	3,  // 10: claudebox.scout.v1.ScoutService.Fetch:output_type -> claudebox.scout.v1.FetchResponse
-	5,  // 11: claudebox.scout.v1.ScoutService.Snapshot:output_type -> claudebox.scout.v1.SnapshotResponse
-	9,  // 12: claudebox.scout.v1.ScoutService.GetIssue:output_type -> claudebox.scout.v1.GetIssueResponse
-	11, // 13: claudebox.scout.v1.ScoutService.GetPullRequest:output_type -> claudebox.scout.v1.GetPullRequestResponse
-	13, // 14: claudebox.scout.v1.ScoutService.GetStatus:output_type -> claudebox.scout.v1.GetStatusResponse
-	10, // [10:15] is the sub-list for method output_type
-	5,  // [5:10] is the sub-list for method input_type
-	5,  // [5:5] is the sub-list for extension type_name
-	5,  // [5:5] is the sub-list for extension extendee
-	0,  // [0:5] is the sub-list for field type_name
+	5,  // 2: claudebox.scout.v1.SnapshotResponse.trailer:type_name -> claudebox.scout.v1.SnapshotTrailer
+	8,  // 3: claudebox.scout.v1.Issue.comments:type_name -> claudebox.scout.v1.Comment
+	9,  // 4: claudebox.scout.v1.GetIssueResponse.issue:type_name -> claudebox.scout.v1.Issue
+	9,  // 5: claudebox.scout.v1.GetPullRequestResponse.issue:type_name -> claudebox.scout.v1.Issue
+	0,  // 6: claudebox.scout.v1.ScoutService.Fetch:input_type -> claudebox.scout.v1.FetchRequest
+	4,  // 7: claudebox.scout.v1.ScoutService.Snapshot:input_type -> claudebox.scout.v1.SnapshotRequest
+	7,  // 8: claudebox.scout.v1.ScoutService.GetIssue:input_type -> claudebox.scout.v1.GetIssueRequest
+	11, // 9: claudebox.scout.v1.ScoutService.GetPullRequest:input_type -> claudebox.scout.v1.GetPullRequestRequest
+	13, // 10: claudebox.scout.v1.ScoutService.GetStatus:input_type -> claudebox.scout.v1.GetStatusRequest
+	3,  // 11: claudebox.scout.v1.ScoutService.Fetch:output_type -> claudebox.scout.v1.FetchResponse
+	6,  // 12: claudebox.scout.v1.ScoutService.Snapshot:output_type -> claudebox.scout.v1.SnapshotResponse
+	10, // 13: claudebox.scout.v1.ScoutService.GetIssue:output_type -> claudebox.scout.v1.GetIssueResponse
+	12, // 14: claudebox.scout.v1.ScoutService.GetPullRequest:output_type -> claudebox.scout.v1.GetPullRequestResponse
+	14, // 15: claudebox.scout.v1.ScoutService.GetStatus:output_type -> claudebox.scout.v1.GetStatusResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_claudebox_scout_v1_scout_proto_init() }
@@ -1031,7 +1323,7 @@ func file_claudebox_scout_v1_scout_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_claudebox_scout_v1_scout_proto_rawDesc), len(file_claudebox_scout_v1_scout_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

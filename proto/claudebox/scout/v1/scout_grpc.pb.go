@@ -31,12 +31,23 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // ScoutService is the guest API of the scout door: external reads returned as
-// content. It never returns a token or a live connection.
+// content. It never returns a token, a credential or a live connection.
+//
+// Denials are returned as gRPC status PERMISSION_DENIED (policy),
+// INVALID_ARGUMENT (a request that does not parse), RESOURCE_EXHAUSTED (a
+// ceiling was hit), DEADLINE_EXCEEDED (a time ceiling was hit) or UNAVAILABLE
+// (the upstream could not be reached), each with a google.rpc.ErrorInfo
+// detail whose reason is a short machine-stable string such as
+// "not_allowlisted", "private_address" or "too_large" and whose domain is
+// "scout.claudebox".
 type ScoutServiceClient interface {
-	// Fetch fetches a URL; the first response carries the head, later ones
-	// carry body chunks, the last one the digest.
+	// Fetch fetches a URL. The first response carries the head, later ones body
+	// chunks, the last one the trailer. A stream that ends without a trailer,
+	// or with an error status, carried an incomplete body that must be
+	// discarded.
 	Fetch(ctx context.Context, in *FetchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[FetchResponse], error)
-	// Snapshot streams a tar of a repository's tree at a ref (no .git).
+	// Snapshot streams a tar of a repository's tree at a ref (no .git). The
+	// last message carries the trailer; a stream without one is incomplete.
 	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotResponse], error)
 	// GetIssue reads a GitHub issue.
 	GetIssue(ctx context.Context, in *GetIssueRequest, opts ...grpc.CallOption) (*GetIssueResponse, error)
@@ -127,12 +138,23 @@ func (c *scoutServiceClient) GetStatus(ctx context.Context, in *GetStatusRequest
 // for forward compatibility.
 //
 // ScoutService is the guest API of the scout door: external reads returned as
-// content. It never returns a token or a live connection.
+// content. It never returns a token, a credential or a live connection.
+//
+// Denials are returned as gRPC status PERMISSION_DENIED (policy),
+// INVALID_ARGUMENT (a request that does not parse), RESOURCE_EXHAUSTED (a
+// ceiling was hit), DEADLINE_EXCEEDED (a time ceiling was hit) or UNAVAILABLE
+// (the upstream could not be reached), each with a google.rpc.ErrorInfo
+// detail whose reason is a short machine-stable string such as
+// "not_allowlisted", "private_address" or "too_large" and whose domain is
+// "scout.claudebox".
 type ScoutServiceServer interface {
-	// Fetch fetches a URL; the first response carries the head, later ones
-	// carry body chunks, the last one the digest.
+	// Fetch fetches a URL. The first response carries the head, later ones body
+	// chunks, the last one the trailer. A stream that ends without a trailer,
+	// or with an error status, carried an incomplete body that must be
+	// discarded.
 	Fetch(*FetchRequest, grpc.ServerStreamingServer[FetchResponse]) error
-	// Snapshot streams a tar of a repository's tree at a ref (no .git).
+	// Snapshot streams a tar of a repository's tree at a ref (no .git). The
+	// last message carries the trailer; a stream without one is incomplete.
 	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotResponse]) error
 	// GetIssue reads a GitHub issue.
 	GetIssue(context.Context, *GetIssueRequest) (*GetIssueResponse, error)
