@@ -1,0 +1,98 @@
+package door
+
+import (
+	"context"
+	"log/slog"
+	"sync/atomic"
+)
+
+// Audit record keys: the same fields, in the same order, on every record.
+const (
+	KeyDoor    = "door"
+	KeyMethod  = "method"
+	KeyAccount = "account"
+	KeyLaunch  = "launch"
+	KeyPeer    = "peer"
+	KeyTarget  = "target"
+	KeyAllow   = "allow"
+	KeyReason  = "reason"
+	KeyError   = "error"
+	// AuditMsg is the message of every audit record.
+	AuditMsg = "audit"
+)
+
+// Record is one audit record: one per decision.
+type Record struct {
+	// Door is the door name; the server's when empty.
+	Door string
+	// Method is the operation; the gRPC method when empty.
+	Method string
+	// Target is what the decision was about (a host, a ref, a URL).
+	Target string
+	// Allow is the verdict.
+	Allow bool
+	// Reason is a short machine-stable reason, e.g. "not_allowlisted".
+	Reason string
+	// Err is set when the operation failed after being allowed.
+	Err error
+	// Attrs are door-specific fields appended after the fixed ones.
+	Attrs []slog.Attr
+}
+
+// callState lets the runtime know whether a handler already audited its call.
+type callState struct {
+	door    string
+	method  string
+	audited atomic.Bool
+}
+
+type callKey struct{}
+
+func withCall(ctx context.Context, cs *callState) context.Context {
+	return context.WithValue(ctx, callKey{}, cs)
+}
+
+// Audit writes one audit record for the call in ctx: allow at info, deny at
+// warn, failure at error. Account, launch and peer come from ctx (the door's
+// binding and the kernel), never from the request. A call whose handler
+// audits is not audited again by the runtime.
+func Audit(ctx context.Context, log *slog.Logger, r Record) {
+	if log == nil {
+		return
+	}
+	cs, _ := ctx.Value(callKey{}).(*callState)
+	if cs != nil {
+		cs.audited.Store(true)
+		if r.Door == "" {
+			r.Door = cs.door
+		}
+		if r.Method == "" {
+			r.Method = cs.method
+		}
+	}
+	b, _ := BindingFrom(ctx)
+	p, _ := PeerFrom(ctx)
+	level := slog.LevelInfo
+	switch {
+	case r.Err != nil:
+		level = slog.LevelError
+	case !r.Allow:
+		level = slog.LevelWarn
+	}
+	attrs := make([]slog.Attr, 0, 9+len(r.Attrs))
+	attrs = append(attrs,
+		slog.String(KeyDoor, r.Door),
+		slog.String(KeyMethod, r.Method),
+		slog.String(KeyAccount, b.Account),
+		slog.String(KeyLaunch, b.LaunchID),
+		slog.String(KeyPeer, p.String()),
+		slog.String(KeyTarget, r.Target),
+		slog.Bool(KeyAllow, r.Allow),
+		slog.String(KeyReason, r.Reason),
+	)
+	if r.Err != nil {
+		attrs = append(attrs, slog.String(KeyError, r.Err.Error()))
+	}
+	attrs = append(attrs, r.Attrs...)
+	log.LogAttrs(ctx, level, AuditMsg, attrs...)
+}
