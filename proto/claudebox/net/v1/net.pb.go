@@ -75,7 +75,7 @@ func (Verb) EnumDescriptor() ([]byte, []int) {
 	return file_claudebox_net_v1_net_proto_rawDescGZIP(), []int{0}
 }
 
-// Verdict is netd's decision.
+// Decision is what netd decided about a destination.
 type Decision int32
 
 const (
@@ -91,7 +91,7 @@ const (
 	Decision_DECISION_UNREACHABLE Decision = 4
 	// DECISION_TIMEOUT: allowed, but the upstream connect timed out (HTTP 504).
 	Decision_DECISION_TIMEOUT Decision = 5
-	// DECISION_LIMITED: a concurrency cap was hit (HTTP 429).
+	// DECISION_LIMITED: a concurrency cap was hit (HTTP 429); retry later.
 	Decision_DECISION_LIMITED Decision = 6
 )
 
@@ -147,11 +147,15 @@ func (Decision) EnumDescriptor() ([]byte, []int) {
 // Open names the destination of a tunnel.
 type Open struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Target as the client asked for it: "host:port" for CONNECT, the absolute
-	// URL's authority for HTTP. Parsed strictly by netd.
+	// Target as the client asked for it: the "host:port" authority for
+	// CONNECT, the absolute request URL ("http://host/path") for HTTP. Parsed
+	// strictly by netd, never fixed up.
 	Target string `protobuf:"bytes,1,opt,name=target,proto3" json:"target,omitempty"`
 	// How the client asked.
-	Verb          Verb `protobuf:"varint,2,opt,name=verb,proto3,enum=claudebox.net.v1.Verb" json:"verb,omitempty"`
+	Verb Verb `protobuf:"varint,2,opt,name=verb,proto3,enum=claudebox.net.v1.Verb" json:"verb,omitempty"`
+	// Host header of an HTTP request exactly as received, empty when absent.
+	// netd refuses a request whose Host disagrees with the URL's authority.
+	HostHeader    string `protobuf:"bytes,3,opt,name=host_header,json=hostHeader,proto3" json:"host_header,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -198,6 +202,13 @@ func (x *Open) GetVerb() Verb {
 		return x.Verb
 	}
 	return Verb_VERB_UNSPECIFIED
+}
+
+func (x *Open) GetHostHeader() string {
+	if x != nil {
+		return x.HostHeader
+	}
+	return ""
 }
 
 // TunnelRequest is one message from the relay.
@@ -276,7 +287,9 @@ type Verdict struct {
 	// Canonical host that was decided on.
 	Host string `protobuf:"bytes,4,opt,name=host,proto3" json:"host,omitempty"`
 	// Port that was decided on.
-	Port          uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	Port uint32 `protobuf:"varint,5,opt,name=port,proto3" json:"port,omitempty"`
+	// Allowlist entry that admitted the target, or the rule that refused it.
+	Rule          string `protobuf:"bytes,6,opt,name=rule,proto3" json:"rule,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -344,6 +357,13 @@ func (x *Verdict) GetPort() uint32 {
 		return x.Port
 	}
 	return 0
+}
+
+func (x *Verdict) GetRule() string {
+	if x != nil {
+		return x.Rule
+	}
+	return ""
 }
 
 // TunnelResponse is one message from netd.
@@ -524,21 +544,24 @@ var File_claudebox_net_v1_net_proto protoreflect.FileDescriptor
 
 const file_claudebox_net_v1_net_proto_rawDesc = "" +
 	"\n" +
-	"\x1aclaudebox/net/v1/net.proto\x12\x10claudebox.net.v1\"J\n" +
+	"\x1aclaudebox/net/v1/net.proto\x12\x10claudebox.net.v1\"k\n" +
 	"\x04Open\x12\x16\n" +
 	"\x06target\x18\x01 \x01(\tR\x06target\x12*\n" +
-	"\x04verb\x18\x02 \x01(\x0e2\x16.claudebox.net.v1.VerbR\x04verb\"p\n" +
+	"\x04verb\x18\x02 \x01(\x0e2\x16.claudebox.net.v1.VerbR\x04verb\x12\x1f\n" +
+	"\vhost_header\x18\x03 \x01(\tR\n" +
+	"hostHeader\"p\n" +
 	"\rTunnelRequest\x12*\n" +
 	"\x04open\x18\x01 \x01(\v2\x16.claudebox.net.v1.OpenR\x04open\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\x12\x1f\n" +
 	"\vclose_write\x18\x03 \x01(\bR\n" +
-	"closeWrite\"\x9b\x01\n" +
+	"closeWrite\"\xaf\x01\n" +
 	"\aVerdict\x126\n" +
 	"\bdecision\x18\x01 \x01(\x0e2\x1a.claudebox.net.v1.DecisionR\bdecision\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x18\n" +
 	"\amessage\x18\x03 \x01(\tR\amessage\x12\x12\n" +
 	"\x04host\x18\x04 \x01(\tR\x04host\x12\x12\n" +
-	"\x04port\x18\x05 \x01(\rR\x04port\"Y\n" +
+	"\x04port\x18\x05 \x01(\rR\x04port\x12\x12\n" +
+	"\x04rule\x18\x06 \x01(\tR\x04rule\"Y\n" +
 	"\x0eTunnelResponse\x123\n" +
 	"\averdict\x18\x01 \x01(\v2\x19.claudebox.net.v1.VerdictR\averdict\x12\x12\n" +
 	"\x04data\x18\x02 \x01(\fR\x04data\"X\n" +
