@@ -13,6 +13,7 @@ require (
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/text v0.40.0 // indirect
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260706201446-f0a921348800 // indirect
+	pgregory.net/rapid v1.3.0
 )
 
 replace github.com/bounded-systems/claude-box/proto => ../proto
