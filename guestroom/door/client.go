@@ -78,3 +78,18 @@ func Ping(ctx context.Context, cc *grpc.ClientConn, addr string) error {
 func Unavailable(addr string, err error) error {
 	return fmt.Errorf("%w at %s: %w", ErrUnavailable, addr, err)
 }
+
+// bearer is per-call credentials for a TCP door's token.
+type bearer string
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{MetadataToken: "Bearer " + string(b)}, nil
+}
+
+// RequireTransportSecurity is false: TCP doors listen on loopback only.
+func (bearer) RequireTransportSecurity() bool { return false }
+
+// WithBearer makes every call present token, as a TCP door requires.
+func WithBearer(token string) grpc.DialOption {
+	return grpc.WithPerRPCCredentials(bearer(token))
+}

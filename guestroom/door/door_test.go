@@ -695,3 +695,41 @@ func TestDialErrors(t *testing.T) {
 }
 
 var _ = io.EOF
+
+func TestMintTCPNeedsItsToken(t *testing.T) {
+	f := newFixture(t, nil)
+	resp, err := f.ctl.MintDoor(context.Background(), &doorv1.MintDoorRequest{LaunchId: "tcp", Account: "mac", Transport: doorv1.Transport_TRANSPORT_TCP})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.GetSocketPath() != "" || resp.GetToken() == "" || !strings.HasPrefix(resp.GetAddress(), "127.0.0.1:") {
+		t.Fatalf("tcp mint = %v", resp)
+	}
+	call := func(opts ...grpc.DialOption) error {
+		cc, err := Dial(resp.GetAddress(), opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cc.Close() }()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		got, err := netv1.NewEgressServiceClient(cc).CheckTarget(ctx, &netv1.CheckTargetRequest{Target: "x"})
+		if err == nil && got.GetVerdict().GetMessage() != "mac/tcp" {
+			t.Fatalf("binding = %q", got.GetVerdict().GetMessage())
+		}
+		return err
+	}
+	if err := call(); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("no token: %v", err)
+	}
+	if err := call(WithBearer("wrong")); status.Code(err) != codes.PermissionDenied {
+		t.Fatalf("wrong token: %v", err)
+	}
+	if err := call(WithBearer(resp.GetToken())); err != nil {
+		t.Fatalf("right token: %v", err)
+	}
+	f.m.Revoke(resp.GetDoorId())
+	if err := call(WithBearer(resp.GetToken())); status.Code(err) != codes.Unavailable {
+		t.Fatalf("after revoke: %v", err)
+	}
+}

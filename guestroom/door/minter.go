@@ -80,13 +80,20 @@ type MintRequest struct {
 	TTL      time.Duration
 	// PeerUID is the host uid of the box's user, or -1 when unknown.
 	PeerUID int
+	// TCP mints a loopback TCP door guarded by a fresh bearer token instead
+	// of a unix socket.
+	TCP bool
 }
 
 // Minted describes a minted door.
 type Minted struct {
 	Binding
-	// SocketPath is the host path of the door's socket.
+	// SocketPath is the host path of the door's socket; empty for TCP.
 	SocketPath string
+	// Address is the loopback host:port of a TCP door.
+	Address string
+	// Token is the bearer token of a TCP door: the grant itself.
+	Token string
 	// MintedAt is when the door was minted.
 	MintedAt time.Time
 }
@@ -211,8 +218,15 @@ func (m *Minter) Mint(ctx context.Context, req MintRequest) (Minted, error) {
 			return Minted{}, fmt.Errorf("%w: %s", ErrDuplicate, req.LaunchID)
 		}
 	}
+	var d *live
+	var err error
 	path := filepath.Join(m.cfg.Dir, req.LaunchID+"-"+b.DoorID[:8]+".sock")
-	d, err := m.serve(path, b, req.PeerUID)
+	if req.TCP {
+		d, err = m.serveTCP(b)
+		path = d.addr()
+	} else {
+		d, err = m.serve(path, b, req.PeerUID)
+	}
 	if err != nil {
 		return Minted{}, err
 	}
@@ -260,6 +274,42 @@ func (m *Minter) serve(path string, b Binding, peerUID int) (*live, error) {
 		}
 	}()
 	return d, nil
+}
+
+// serveTCP listens on a fresh loopback port and serves the guest API bound
+// to b to callers presenting a fresh bearer token. The caller holds mu.
+func (m *Minter) serveTCP(b Binding) (*live, error) {
+	l, err := ListenTCP("127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("mint %s door: %w", m.cfg.Door, err)
+	}
+	var tok [32]byte
+	_, _ = rand.Read(tok[:])
+	token := hex.EncodeToString(tok[:])
+	bb := b.clone()
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), binding: &bb})
+	if m.cfg.Register != nil {
+		m.cfg.Register(srv.GRPC())
+	}
+	d := &live{Minted: Minted{Binding: b, Address: l.Addr().String(), Token: token}, srv: srv, l: l}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		if err := srv.Serve(l); err != nil {
+			m.log.Error("door server stopped", slog.String(KeyDoor, m.cfg.Door), slog.String("address", d.Address), slog.String(KeyError, err.Error()))
+		}
+	}()
+	return d, nil
+}
+
+func (d *live) addr() string {
+	if d == nil {
+		return ""
+	}
+	if d.SocketPath != "" {
+		return d.SocketPath
+	}
+	return d.Address
 }
 
 // grantAccess makes a minted socket connectable by the box's user as the
@@ -333,8 +383,10 @@ func (m *Minter) revoke(ctx context.Context, doorID, reason string) bool {
 	// Revocation cuts: open streams end now.
 	d.srv.GRPC().Stop()
 	_ = d.l.Close()
-	_ = os.Remove(d.SocketPath)
-	Audit(ctx, m.log, Record{Door: m.cfg.Door, Method: "revoke", Target: d.SocketPath, Allow: true, Reason: reason,
+	if d.SocketPath != "" {
+		_ = os.Remove(d.SocketPath)
+	}
+	Audit(ctx, m.log, Record{Door: m.cfg.Door, Method: "revoke", Target: d.addr(), Allow: true, Reason: reason,
 		Attrs: []slog.Attr{slog.String("door_id", d.DoorID), slog.String("revoked_launch", d.LaunchID), slog.String("revoked_account", d.Account)}})
 	return true
 }
@@ -344,7 +396,7 @@ func (m *Minter) Live() []Minted {
 	m.mu.Lock()
 	out := make([]Minted, 0, len(m.doors))
 	for _, d := range m.doors {
-		out = append(out, Minted{Binding: d.Binding.clone(), SocketPath: d.SocketPath, MintedAt: d.MintedAt})
+		out = append(out, Minted{Binding: d.Binding.clone(), SocketPath: d.SocketPath, Address: d.Address, MintedAt: d.MintedAt})
 	}
 	m.mu.Unlock()
 	slices.SortFunc(out, func(a, b Minted) int { return a.MintedAt.Compare(b.MintedAt) })
@@ -405,6 +457,7 @@ func (c *control) MintDoor(ctx context.Context, req *doorv1.MintDoorRequest) (*d
 		Bindings: req.GetBindings(),
 		TTL:      req.GetTtl().AsDuration(),
 		PeerUID:  int(req.GetPeerUid()),
+		TCP:      req.GetTransport() == doorv1.Transport_TRANSPORT_TCP,
 	}
 	for _, cv := range req.GetCaveats() {
 		mr.Caveats = append(mr.Caveats, guestroom.Caveat{Key: cv.GetKey(), Value: cv.GetValue()})
@@ -415,7 +468,7 @@ func (c *control) MintDoor(ctx context.Context, req *doorv1.MintDoorRequest) (*d
 			Attrs: []slog.Attr{slog.String("why", err.Error())}})
 		return nil, controlStatus(err)
 	}
-	resp := &doorv1.MintDoorResponse{SocketPath: got.SocketPath, DoorId: got.DoorID}
+	resp := &doorv1.MintDoorResponse{SocketPath: got.SocketPath, DoorId: got.DoorID, Address: got.Address, Token: got.Token}
 	if !got.ExpiresAt.IsZero() {
 		resp.ExpiresAt = timestamppb.New(got.ExpiresAt)
 	}
@@ -476,7 +529,7 @@ func (c *control) GetStatus(context.Context, *doorv1.GetStatusRequest) (*doorv1.
 	for _, d := range m.Live() {
 		l := &doorv1.Launch{
 			DoorId: d.DoorID, LaunchId: d.LaunchID, Account: d.Account,
-			MintedAt: timestamppb.New(d.MintedAt), SocketPath: d.SocketPath,
+			MintedAt: timestamppb.New(d.MintedAt), SocketPath: d.SocketPath + d.Address,
 		}
 		for _, cv := range d.Caveats {
 			l.Caveats = append(l.Caveats, &doorv1.Caveat{Key: cv.Key, Value: cv.Value})

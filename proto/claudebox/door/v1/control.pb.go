@@ -23,6 +23,60 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// Transport is how a minted door is reached.
+type Transport int32
+
+const (
+	// TRANSPORT_UNSPECIFIED means TRANSPORT_UNIX.
+	Transport_TRANSPORT_UNSPECIFIED Transport = 0
+	// TRANSPORT_UNIX is a unix socket; the kernel vouches for the peer and
+	// possessing the socket is the grant.
+	Transport_TRANSPORT_UNIX Transport = 1
+	// TRANSPORT_TCP is a loopback TCP port; the bearer token is the grant.
+	Transport_TRANSPORT_TCP Transport = 2
+)
+
+// Enum value maps for Transport.
+var (
+	Transport_name = map[int32]string{
+		0: "TRANSPORT_UNSPECIFIED",
+		1: "TRANSPORT_UNIX",
+		2: "TRANSPORT_TCP",
+	}
+	Transport_value = map[string]int32{
+		"TRANSPORT_UNSPECIFIED": 0,
+		"TRANSPORT_UNIX":        1,
+		"TRANSPORT_TCP":         2,
+	}
+)
+
+func (x Transport) Enum() *Transport {
+	p := new(Transport)
+	*p = x
+	return p
+}
+
+func (x Transport) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Transport) Descriptor() protoreflect.EnumDescriptor {
+	return file_claudebox_door_v1_control_proto_enumTypes[0].Descriptor()
+}
+
+func (Transport) Type() protoreflect.EnumType {
+	return &file_claudebox_door_v1_control_proto_enumTypes[0]
+}
+
+func (x Transport) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Transport.Descriptor instead.
+func (Transport) EnumDescriptor() ([]byte, []int) {
+	return file_claudebox_door_v1_control_proto_rawDescGZIP(), []int{0}
+}
+
 // Caveat narrows a door. Caveats only ever narrow: a door with more caveats
 // grants less.
 type Caveat struct {
@@ -99,7 +153,11 @@ type MintDoorRequest struct {
 	// Uid that the box's user has on the host, or -1 when unknown. A root
 	// daemon chowns the socket to it; it never widens who on the host can
 	// reach the socket directory.
-	PeerUid       int32 `protobuf:"varint,6,opt,name=peer_uid,json=peerUid,proto3" json:"peer_uid,omitempty"`
+	PeerUid int32 `protobuf:"varint,6,opt,name=peer_uid,json=peerUid,proto3" json:"peer_uid,omitempty"`
+	// Transport of the minted door. Unspecified means a unix socket. TCP binds
+	// a fresh loopback port guarded by a per-launch bearer token, for hosts
+	// whose container runtime cannot share unix sockets (podman machine).
+	Transport     Transport `protobuf:"varint,7,opt,name=transport,proto3,enum=claudebox.door.v1.Transport" json:"transport,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -176,15 +234,28 @@ func (x *MintDoorRequest) GetPeerUid() int32 {
 	return 0
 }
 
+func (x *MintDoorRequest) GetTransport() Transport {
+	if x != nil {
+		return x.Transport
+	}
+	return Transport_TRANSPORT_UNSPECIFIED
+}
+
 // MintDoorResponse describes the minted door.
 type MintDoorResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Host path of the minted socket; the launcher bind-mounts exactly this file.
+	// Host path of the minted socket; the launcher bind-mounts exactly this
+	// file. Empty for a TCP door.
 	SocketPath string `protobuf:"bytes,1,opt,name=socket_path,json=socketPath,proto3" json:"socket_path,omitempty"`
 	// Door id, used to revoke it and to hold its lease.
 	DoorId string `protobuf:"bytes,2,opt,name=door_id,json=doorId,proto3" json:"door_id,omitempty"`
 	// When the door expires; unset when it has no TTL.
-	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	ExpiresAt *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	// Loopback "host:port" of a TCP door; empty for a unix door.
+	Address string `protobuf:"bytes,4,opt,name=address,proto3" json:"address,omitempty"`
+	// Bearer token a TCP door requires ("authorization: Bearer <token>");
+	// empty for a unix door. It is the grant: hand it only to the launch.
+	Token         string `protobuf:"bytes,5,opt,name=token,proto3" json:"token,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -238,6 +309,20 @@ func (x *MintDoorResponse) GetExpiresAt() *timestamppb.Timestamp {
 		return x.ExpiresAt
 	}
 	return nil
+}
+
+func (x *MintDoorResponse) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+func (x *MintDoorResponse) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
 }
 
 // RevokeDoorRequest names a door to revoke.
@@ -660,23 +745,26 @@ const file_claudebox_door_v1_control_proto_rawDesc = "" +
 	"\x1fclaudebox/door/v1/control.proto\x12\x11claudebox.door.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"0\n" +
 	"\x06Caveat\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value\"\xd0\x02\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value\"\x8c\x03\n" +
 	"\x0fMintDoorRequest\x12\x1b\n" +
 	"\tlaunch_id\x18\x01 \x01(\tR\blaunchId\x12\x18\n" +
 	"\aaccount\x18\x02 \x01(\tR\aaccount\x123\n" +
 	"\acaveats\x18\x03 \x03(\v2\x19.claudebox.door.v1.CaveatR\acaveats\x12+\n" +
 	"\x03ttl\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\x03ttl\x12L\n" +
 	"\bbindings\x18\x05 \x03(\v20.claudebox.door.v1.MintDoorRequest.BindingsEntryR\bbindings\x12\x19\n" +
-	"\bpeer_uid\x18\x06 \x01(\x05R\apeerUid\x1a;\n" +
+	"\bpeer_uid\x18\x06 \x01(\x05R\apeerUid\x12:\n" +
+	"\ttransport\x18\a \x01(\x0e2\x1c.claudebox.door.v1.TransportR\ttransport\x1a;\n" +
 	"\rBindingsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x87\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xb7\x01\n" +
 	"\x10MintDoorResponse\x12\x1f\n" +
 	"\vsocket_path\x18\x01 \x01(\tR\n" +
 	"socketPath\x12\x17\n" +
 	"\adoor_id\x18\x02 \x01(\tR\x06doorId\x129\n" +
 	"\n" +
-	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\",\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\x12\x18\n" +
+	"\aaddress\x18\x04 \x01(\tR\aaddress\x12\x14\n" +
+	"\x05token\x18\x05 \x01(\tR\x05token\",\n" +
 	"\x11RevokeDoorRequest\x12\x17\n" +
 	"\adoor_id\x18\x01 \x01(\tR\x06doorId\".\n" +
 	"\x12RevokeDoorResponse\x12\x18\n" +
@@ -705,7 +793,11 @@ const file_claudebox_door_v1_control_proto_rawDesc = "" +
 	"\bcounters\x18\x06 \x03(\v22.claudebox.door.v1.GetStatusResponse.CountersEntryR\bcounters\x1a;\n" +
 	"\rCountersEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x012\xf4\x02\n" +
+	"\x05value\x18\x02 \x01(\x03R\x05value:\x028\x01*M\n" +
+	"\tTransport\x12\x19\n" +
+	"\x15TRANSPORT_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eTRANSPORT_UNIX\x10\x01\x12\x11\n" +
+	"\rTRANSPORT_TCP\x10\x022\xf4\x02\n" +
 	"\x0eControlService\x12S\n" +
 	"\bMintDoor\x12\".claudebox.door.v1.MintDoorRequest\x1a#.claudebox.door.v1.MintDoorResponse\x12Y\n" +
 	"\n" +
@@ -725,47 +817,50 @@ func file_claudebox_door_v1_control_proto_rawDescGZIP() []byte {
 	return file_claudebox_door_v1_control_proto_rawDescData
 }
 
+var file_claudebox_door_v1_control_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
 var file_claudebox_door_v1_control_proto_msgTypes = make([]protoimpl.MessageInfo, 12)
 var file_claudebox_door_v1_control_proto_goTypes = []any{
-	(*Caveat)(nil),                // 0: claudebox.door.v1.Caveat
-	(*MintDoorRequest)(nil),       // 1: claudebox.door.v1.MintDoorRequest
-	(*MintDoorResponse)(nil),      // 2: claudebox.door.v1.MintDoorResponse
-	(*RevokeDoorRequest)(nil),     // 3: claudebox.door.v1.RevokeDoorRequest
-	(*RevokeDoorResponse)(nil),    // 4: claudebox.door.v1.RevokeDoorResponse
-	(*HoldLeaseRequest)(nil),      // 5: claudebox.door.v1.HoldLeaseRequest
-	(*HoldLeaseResponse)(nil),     // 6: claudebox.door.v1.HoldLeaseResponse
-	(*GetStatusRequest)(nil),      // 7: claudebox.door.v1.GetStatusRequest
-	(*Launch)(nil),                // 8: claudebox.door.v1.Launch
-	(*GetStatusResponse)(nil),     // 9: claudebox.door.v1.GetStatusResponse
-	nil,                           // 10: claudebox.door.v1.MintDoorRequest.BindingsEntry
-	nil,                           // 11: claudebox.door.v1.GetStatusResponse.CountersEntry
-	(*durationpb.Duration)(nil),   // 12: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(Transport)(0),                // 0: claudebox.door.v1.Transport
+	(*Caveat)(nil),                // 1: claudebox.door.v1.Caveat
+	(*MintDoorRequest)(nil),       // 2: claudebox.door.v1.MintDoorRequest
+	(*MintDoorResponse)(nil),      // 3: claudebox.door.v1.MintDoorResponse
+	(*RevokeDoorRequest)(nil),     // 4: claudebox.door.v1.RevokeDoorRequest
+	(*RevokeDoorResponse)(nil),    // 5: claudebox.door.v1.RevokeDoorResponse
+	(*HoldLeaseRequest)(nil),      // 6: claudebox.door.v1.HoldLeaseRequest
+	(*HoldLeaseResponse)(nil),     // 7: claudebox.door.v1.HoldLeaseResponse
+	(*GetStatusRequest)(nil),      // 8: claudebox.door.v1.GetStatusRequest
+	(*Launch)(nil),                // 9: claudebox.door.v1.Launch
+	(*GetStatusResponse)(nil),     // 10: claudebox.door.v1.GetStatusResponse
+	nil,                           // 11: claudebox.door.v1.MintDoorRequest.BindingsEntry
+	nil,                           // 12: claudebox.door.v1.GetStatusResponse.CountersEntry
+	(*durationpb.Duration)(nil),   // 13: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil), // 14: google.protobuf.Timestamp
 }
 var file_claudebox_door_v1_control_proto_depIdxs = []int32{
-	0,  // 0: claudebox.door.v1.MintDoorRequest.caveats:type_name -> claudebox.door.v1.Caveat
-	12, // 1: claudebox.door.v1.MintDoorRequest.ttl:type_name -> google.protobuf.Duration
-	10, // 2: claudebox.door.v1.MintDoorRequest.bindings:type_name -> claudebox.door.v1.MintDoorRequest.BindingsEntry
-	13, // 3: claudebox.door.v1.MintDoorResponse.expires_at:type_name -> google.protobuf.Timestamp
-	0,  // 4: claudebox.door.v1.Launch.caveats:type_name -> claudebox.door.v1.Caveat
-	13, // 5: claudebox.door.v1.Launch.minted_at:type_name -> google.protobuf.Timestamp
-	13, // 6: claudebox.door.v1.Launch.expires_at:type_name -> google.protobuf.Timestamp
-	12, // 7: claudebox.door.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
-	8,  // 8: claudebox.door.v1.GetStatusResponse.launches:type_name -> claudebox.door.v1.Launch
-	11, // 9: claudebox.door.v1.GetStatusResponse.counters:type_name -> claudebox.door.v1.GetStatusResponse.CountersEntry
-	1,  // 10: claudebox.door.v1.ControlService.MintDoor:input_type -> claudebox.door.v1.MintDoorRequest
-	3,  // 11: claudebox.door.v1.ControlService.RevokeDoor:input_type -> claudebox.door.v1.RevokeDoorRequest
-	5,  // 12: claudebox.door.v1.ControlService.HoldLease:input_type -> claudebox.door.v1.HoldLeaseRequest
-	7,  // 13: claudebox.door.v1.ControlService.GetStatus:input_type -> claudebox.door.v1.GetStatusRequest
-	2,  // 14: claudebox.door.v1.ControlService.MintDoor:output_type -> claudebox.door.v1.MintDoorResponse
-	4,  // 15: claudebox.door.v1.ControlService.RevokeDoor:output_type -> claudebox.door.v1.RevokeDoorResponse
-	6,  // 16: claudebox.door.v1.ControlService.HoldLease:output_type -> claudebox.door.v1.HoldLeaseResponse
-	9,  // 17: claudebox.door.v1.ControlService.GetStatus:output_type -> claudebox.door.v1.GetStatusResponse
-	14, // [14:18] is the sub-list for method output_type
-	10, // [10:14] is the sub-list for method input_type
-	10, // [10:10] is the sub-list for extension type_name
-	10, // [10:10] is the sub-list for extension extendee
-	0,  // [0:10] is the sub-list for field type_name
+	1,  // 0: claudebox.door.v1.MintDoorRequest.caveats:type_name -> claudebox.door.v1.Caveat
+	13, // 1: claudebox.door.v1.MintDoorRequest.ttl:type_name -> google.protobuf.Duration
+	11, // 2: claudebox.door.v1.MintDoorRequest.bindings:type_name -> claudebox.door.v1.MintDoorRequest.BindingsEntry
+	0,  // 3: claudebox.door.v1.MintDoorRequest.transport:type_name -> claudebox.door.v1.Transport
+	14, // 4: claudebox.door.v1.MintDoorResponse.expires_at:type_name -> google.protobuf.Timestamp
+	1,  // 5: claudebox.door.v1.Launch.caveats:type_name -> claudebox.door.v1.Caveat
+	14, // 6: claudebox.door.v1.Launch.minted_at:type_name -> google.protobuf.Timestamp
+	14, // 7: claudebox.door.v1.Launch.expires_at:type_name -> google.protobuf.Timestamp
+	13, // 8: claudebox.door.v1.GetStatusResponse.uptime:type_name -> google.protobuf.Duration
+	9,  // 9: claudebox.door.v1.GetStatusResponse.launches:type_name -> claudebox.door.v1.Launch
+	12, // 10: claudebox.door.v1.GetStatusResponse.counters:type_name -> claudebox.door.v1.GetStatusResponse.CountersEntry
+	2,  // 11: claudebox.door.v1.ControlService.MintDoor:input_type -> claudebox.door.v1.MintDoorRequest
+	4,  // 12: claudebox.door.v1.ControlService.RevokeDoor:input_type -> claudebox.door.v1.RevokeDoorRequest
+	6,  // 13: claudebox.door.v1.ControlService.HoldLease:input_type -> claudebox.door.v1.HoldLeaseRequest
+	8,  // 14: claudebox.door.v1.ControlService.GetStatus:input_type -> claudebox.door.v1.GetStatusRequest
+	3,  // 15: claudebox.door.v1.ControlService.MintDoor:output_type -> claudebox.door.v1.MintDoorResponse
+	5,  // 16: claudebox.door.v1.ControlService.RevokeDoor:output_type -> claudebox.door.v1.RevokeDoorResponse
+	7,  // 17: claudebox.door.v1.ControlService.HoldLease:output_type -> claudebox.door.v1.HoldLeaseResponse
+	10, // 18: claudebox.door.v1.ControlService.GetStatus:output_type -> claudebox.door.v1.GetStatusResponse
+	15, // [15:19] is the sub-list for method output_type
+	11, // [11:15] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_claudebox_door_v1_control_proto_init() }
@@ -778,13 +873,14 @@ func file_claudebox_door_v1_control_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_claudebox_door_v1_control_proto_rawDesc), len(file_claudebox_door_v1_control_proto_rawDesc)),
-			NumEnums:      0,
+			NumEnums:      1,
 			NumMessages:   12,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
 		GoTypes:           file_claudebox_door_v1_control_proto_goTypes,
 		DependencyIndexes: file_claudebox_door_v1_control_proto_depIdxs,
+		EnumInfos:         file_claudebox_door_v1_control_proto_enumTypes,
 		MessageInfos:      file_claudebox_door_v1_control_proto_msgTypes,
 	}.Build()
 	File_claudebox_door_v1_control_proto = out.File
