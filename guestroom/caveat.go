@@ -10,9 +10,9 @@ import (
 // only ever appended, never removed or widened.
 type Caveat struct {
 	// Key names what is narrowed, e.g. "host".
-	Key string
+	Key string `json:"key"`
 	// Value is the restriction, e.g. "github.com".
-	Value string
+	Value string `json:"value"`
 }
 
 // String renders the caveat as key=value.
