@@ -1,0 +1,94 @@
+package keeper
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing/format/index"
+)
+
+// indexLock holds git's index.lock for the duration of a request, so keeperd
+// and a git on the host never write the index at the same time.
+type indexLock struct {
+	path string
+	f    *os.File
+}
+
+func lockIndex(gitDir string) (*indexLock, error) {
+	p := filepath.Join(gitDir, "index")
+	f, err := os.OpenFile(p+".lock", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("%w: the index is locked (%s.lock exists: is a git command running on the host?)", ErrPrecondition, p)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: lock index: %w", ErrInternal, err)
+	}
+	return &indexLock{path: p, f: f}, nil
+}
+
+// read decodes the current index; a missing index is empty.
+func (l *indexLock) read() (*index.Index, time.Time, error) {
+	idx := &index.Index{Version: 2}
+	f, err := os.Open(l.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return idx, time.Time{}, nil
+	}
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: open index: %w", ErrInternal, err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: stat index: %w", ErrInternal, err)
+	}
+	if err := index.NewDecoder(bufio.NewReader(f)).Decode(idx); err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: decode index: %w", ErrInternal, err)
+	}
+	return idx, fi.ModTime(), nil
+}
+
+// commit writes idx to the lock file and renames it over the index.
+// Extensions (cache tree, untracked cache) are dropped: git rebuilds them.
+func (l *indexLock) commit(idx *index.Index) (err error) {
+	defer func() {
+		if err != nil {
+			l.release()
+			os.Remove(l.path + ".lock")
+		}
+	}()
+	idx.Cache = nil
+	idx.EndOfIndexEntry = nil
+	if idx.Version < 2 || idx.Version > 4 {
+		idx.Version = 2
+	}
+	w := bufio.NewWriter(l.f)
+	if err := index.NewEncoder(w).Encode(idx); err != nil {
+		return fmt.Errorf("%w: encode index: %w", ErrInternal, err)
+	}
+	if err := w.Flush(); err != nil {
+		return fmt.Errorf("%w: write index: %w", ErrInternal, err)
+	}
+	if err := l.f.Close(); err != nil {
+		return fmt.Errorf("%w: write index: %w", ErrInternal, err)
+	}
+	l.f = nil
+	if err := os.Rename(l.path+".lock", l.path); err != nil {
+		return fmt.Errorf("%w: replace index: %w", ErrInternal, err)
+	}
+	return nil
+}
+
+// release drops the lock without writing (a no-op after commit).
+func (l *indexLock) release() {
+	if l.f == nil {
+		return
+	}
+	l.f.Close()
+	l.f = nil
+	os.Remove(l.path + ".lock")
+}

@@ -1,0 +1,180 @@
+package keeper
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Launch is who is asking: what the door was minted for, never what the
+// box claims.
+type Launch struct {
+	// ID is the launch id ("standing" on a standing door).
+	ID string
+	// Account is the account the launch runs as.
+	Account string
+	// ManifestDigest is the digest of the launch's capability manifest.
+	ManifestDigest string
+	// Repo is the host path of the worktree the door was minted for.
+	Repo string
+}
+
+// Write is one thing a launch wrote.
+type Write struct {
+	// Kind is "commit", "push" or "sign".
+	Kind string
+	// Target is the commit id, the pushed ref, or the signed object.
+	Target string
+	// Summary is a short human description.
+	Summary string
+	// Time is when it happened.
+	Time time.Time
+}
+
+// Config configures a Keeper.
+type Config struct {
+	// Policy is what is allowed; nil denies everything.
+	Policy *Policy
+	// Key signs commits, notes and Sign payloads.
+	Key *Key
+	// Logger receives operational logs (never secrets). Audit records are
+	// the adapter's job.
+	Logger *slog.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Keeper makes host-side commits and pushes for bound repositories.
+type Keeper struct {
+	policy *Policy
+	key    *Key
+	log    *slog.Logger
+	now    func() time.Time
+
+	mu       sync.Mutex
+	launches map[string]*launchState
+	repos    map[string]*sync.Mutex
+}
+
+type launchState struct {
+	commits, pushes, signs int
+	writes                 []Write
+}
+
+// New builds a Keeper.
+func New(cfg Config) (*Keeper, error) {
+	if cfg.Key == nil {
+		return nil, fmt.Errorf("keeper: no key")
+	}
+	if cfg.Policy == nil {
+		cfg.Policy = DenyAll()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Keeper{
+		policy: cfg.Policy, key: cfg.Key, log: cfg.Logger, now: cfg.Now,
+		launches: map[string]*launchState{}, repos: map[string]*sync.Mutex{},
+	}, nil
+}
+
+// Policy returns the policy in force.
+func (k *Keeper) Policy() *Policy { return k.policy }
+
+// PublicKey returns the signing key in authorized_keys form.
+func (k *Keeper) PublicKey() string { return k.key.AuthorizedKey("keeperd") }
+
+// Key returns the signing key (for verification and ssh auth).
+func (k *Keeper) Key() *Key { return k.key }
+
+func (k *Keeper) state(id string) *launchState {
+	st, ok := k.launches[id]
+	if !ok {
+		st = &launchState{}
+		k.launches[id] = st
+	}
+	return st
+}
+
+// take spends one unit of a launch's budget for kind.
+func (k *Keeper) take(l Launch, kind string) error {
+	r := k.policy.rates()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.state(l.ID)
+	var n *int
+	var limit int
+	switch kind {
+	case "commit":
+		n, limit = &st.commits, r.CommitsPerLaunch
+	case "push":
+		n, limit = &st.pushes, r.PushesPerLaunch
+	default:
+		n, limit = &st.signs, r.SignsPerLaunch
+	}
+	if *n >= limit {
+		return fmt.Errorf("%w: this launch has used its %d %ss (policy rate)", ErrRateLimited, limit, kind)
+	}
+	*n++
+	return nil
+}
+
+func (k *Keeper) record(l Launch, w Write) {
+	w.Time = k.now()
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st := k.state(l.ID)
+	st.writes = append(st.writes, w)
+}
+
+// Writes lists what a launch has written, oldest first.
+func (k *Keeper) Writes(launchID string) []Write {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	st, ok := k.launches[launchID]
+	if !ok {
+		return nil
+	}
+	return append([]Write(nil), st.writes...)
+}
+
+// Forget drops a finished launch's counters and write log.
+func (k *Keeper) Forget(launchID string) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.launches, launchID)
+}
+
+// lockRepo serializes writers of one repository inside this process.
+func (k *Keeper) lockRepo(dir string) func() {
+	k.mu.Lock()
+	m, ok := k.repos[dir]
+	if !ok {
+		m = &sync.Mutex{}
+		k.repos[dir] = m
+	}
+	k.mu.Unlock()
+	m.Lock()
+	return m.Unlock
+}
+
+func checkCtx(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("%w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	s, _, _ = strings.Cut(strings.TrimSpace(s), "\n")
+	if len(s) > 72 {
+		s = s[:72]
+	}
+	return s
+}

@@ -1,0 +1,359 @@
+package keeper
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
+	"github.com/go-git/go-git/v5/plumbing/format/index"
+)
+
+// MaxFileSize is the largest file keeperd stages.
+const MaxFileSize = 256 << 20
+
+// stager updates an in-memory index from the worktree the way `git add`
+// does, but cheaply: a file whose stat data matches its index entry (and is
+// older than the index, git's racy-git rule) is not read. Only changed files
+// are hashed. go-git's Worktree.Status hashes far more on big trees.
+type stager struct {
+	w          *worktree
+	idx        *index.Index
+	byName     map[string]*index.Entry
+	trackedDir map[string]bool
+	indexMtime time.Time
+	ignore     []gitignore.Pattern
+	loaded     map[string]bool
+	seen       map[string]bool
+	store      bool // write blobs to the object store (false: status only)
+	changed    int
+}
+
+func newStager(w *worktree, idx *index.Index, indexMtime time.Time, store bool) (*stager, error) {
+	s := &stager{
+		w: w, idx: idx, indexMtime: indexMtime, store: store,
+		byName:     make(map[string]*index.Entry, len(idx.Entries)),
+		trackedDir: map[string]bool{},
+		loaded:     map[string]bool{},
+		seen:       map[string]bool{},
+	}
+	for _, e := range idx.Entries {
+		if e.Stage != 0 {
+			return nil, fmt.Errorf("%w: %q is unmerged; resolve the conflict on the host", ErrPrecondition, e.Name)
+		}
+		s.byName[e.Name] = e
+		for d := path.Dir(e.Name); d != "."; d = path.Dir(d) {
+			if s.trackedDir[d] {
+				break
+			}
+			s.trackedDir[d] = true
+		}
+	}
+	// .git/info/exclude applies to the whole worktree.
+	if b, err := os.ReadFile(filepath.Join(w.gitDir, "info", "exclude")); err == nil {
+		s.ignore = append(s.ignore, parseIgnore(string(b), nil)...)
+	}
+	return s, nil
+}
+
+func parseIgnore(text string, domain []string) []gitignore.Pattern {
+	var ps []gitignore.Pattern
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimRight(line, "\r")
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		if !strings.HasSuffix(line, "\\ ") {
+			line = strings.TrimRight(line, " ")
+		}
+		ps = append(ps, gitignore.ParsePattern(line, domain))
+	}
+	return ps
+}
+
+func splitPath(p string) []string {
+	if p == "" {
+		return nil
+	}
+	return strings.Split(p, "/")
+}
+
+// loadIgnore reads dir/.gitignore once.
+func (s *stager) loadIgnore(dir string) {
+	if s.loaded[dir] {
+		return
+	}
+	s.loaded[dir] = true
+	name := ".gitignore"
+	if dir != "" {
+		name = dir + "/.gitignore"
+	}
+	fi, err := s.w.root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return
+	}
+	b, err := s.w.root.ReadFile(name)
+	if err != nil {
+		return
+	}
+	s.ignore = append(s.ignore, parseIgnore(string(b), splitPath(dir))...)
+}
+
+func (s *stager) ignored(rel string, isDir bool) bool {
+	if len(s.ignore) == 0 {
+		return false
+	}
+	return gitignore.NewMatcher(s.ignore).Match(splitPath(rel), isDir)
+}
+
+// stageAll stages every change under dir ("" is the whole worktree).
+func (s *stager) stageAll(dir string) error {
+	parts := splitPath(dir)
+	for i := 0; i <= len(parts); i++ {
+		s.loadIgnore(path.Join(parts[:i]...))
+	}
+	start := s.w.dir
+	if dir != "" {
+		start = filepath.Join(s.w.dir, filepath.FromSlash(dir))
+	}
+	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) && p != start {
+				return nil
+			}
+			return fmt.Errorf("%w: walk %s: %w", ErrInternal, relOf(s.w.dir, p), err)
+		}
+		rel := relOf(s.w.dir, p)
+		if d.IsDir() {
+			if rel == dir {
+				return nil
+			}
+			if strings.EqualFold(d.Name(), ".git") {
+				return filepath.SkipDir
+			}
+			if e, ok := s.byName[rel]; ok && e.Mode == filemode.Submodule {
+				s.seen[rel] = true
+				return filepath.SkipDir
+			}
+			if _, err := os.Lstat(filepath.Join(p, ".git")); err == nil {
+				return filepath.SkipDir // a nested repository is not ours to add
+			}
+			if !s.trackedDir[rel] && s.ignored(rel, true) {
+				return filepath.SkipDir
+			}
+			s.loadIgnore(rel)
+			return nil
+		}
+		if strings.EqualFold(d.Name(), ".git") {
+			return nil
+		}
+		fi, err := d.Info()
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				return nil
+			}
+			return fmt.Errorf("%w: stat %s: %w", ErrInternal, rel, err)
+		}
+		return s.consider(rel, fi, false)
+	})
+	if err != nil {
+		return err
+	}
+	for _, e := range s.idx.Entries { // what was tracked before this request
+		name := e.Name
+		if s.seen[name] || e.SkipWorktree {
+			continue
+		}
+		if dir == "" || name == dir || strings.HasPrefix(name, dir+"/") {
+			if _, ok := s.byName[name]; ok {
+				delete(s.byName, name)
+				s.changed++
+			}
+		}
+	}
+	return nil
+}
+
+func relOf(root, p string) string {
+	r, err := filepath.Rel(root, p)
+	if err != nil || r == "." {
+		return ""
+	}
+	return filepath.ToSlash(r)
+}
+
+// stagePaths stages exactly the listed paths (files, directories or
+// deleted files), each confined to the worktree.
+func (s *stager) stagePaths(paths []string) error {
+	for _, raw := range paths {
+		p, err := cleanPath(raw)
+		if err != nil {
+			return err
+		}
+		if err := s.w.checkNoSymlinkParents(p); err != nil {
+			return err
+		}
+		if p == "" {
+			if err := s.stageAll(""); err != nil {
+				return err
+			}
+			continue
+		}
+		fi, err := s.w.root.Lstat(p)
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			n := 0
+			for name := range s.byName {
+				if name == p || strings.HasPrefix(name, p+"/") {
+					delete(s.byName, name)
+					n++
+				}
+			}
+			if n == 0 {
+				return fmt.Errorf("%w: %q matches no file", ErrInvalid, raw)
+			}
+			s.changed += n
+		case err != nil:
+			return fmt.Errorf("%w: %q: %w", ErrPath, raw, err)
+		case fi.IsDir():
+			if err := s.stageAll(p); err != nil {
+				return err
+			}
+		default:
+			if err := s.consider(p, fi, true); err != nil {
+				return err
+			}
+			s.seen[p] = true
+		}
+	}
+	return nil
+}
+
+func fileMode(fi fs.FileInfo) (filemode.FileMode, bool) {
+	m := fi.Mode()
+	switch {
+	case m&fs.ModeSymlink != 0:
+		return filemode.Symlink, true
+	case m.IsRegular() && m.Perm()&0o111 != 0:
+		return filemode.Executable, true
+	case m.IsRegular():
+		return filemode.Regular, true
+	}
+	return 0, false
+}
+
+// consider stages one file or symlink if it changed.
+func (s *stager) consider(rel string, fi fs.FileInfo, explicit bool) error {
+	mode, ok := fileMode(fi)
+	if !ok {
+		if explicit {
+			return fmt.Errorf("%w: %q is not a regular file or symlink", ErrInvalid, rel)
+		}
+		return nil
+	}
+	st := sysStat(fi)
+	e := s.byName[rel]
+	if e != nil {
+		s.seen[rel] = true
+		if e.SkipWorktree || e.Mode == filemode.Submodule {
+			return nil
+		}
+		if e.Mode == mode && e.Size == uint32(fi.Size()) && e.ModifiedAt.Equal(fi.ModTime()) &&
+			(e.Inode == 0 || e.Inode == st.inode) && fi.ModTime().Before(s.indexMtime) {
+			return nil
+		}
+	} else if !explicit && s.ignored(rel, false) {
+		return nil
+	}
+	h, err := s.blob(rel, fi)
+	if err != nil {
+		return err
+	}
+	ne := &index.Entry{
+		Name: rel, Hash: h, Mode: mode, Size: uint32(fi.Size()),
+		ModifiedAt: fi.ModTime(), CreatedAt: st.ctime,
+		Dev: st.dev, Inode: st.inode, UID: st.uid, GID: st.gid,
+	}
+	if e == nil || e.Hash != h || e.Mode != mode {
+		s.changed++
+	}
+	s.byName[rel] = ne
+	return nil
+}
+
+// blob hashes (and, when storing, writes) the content of rel. A symlink is
+// stored as its target and never followed; one leading out of the worktree
+// is refused.
+func (s *stager) blob(rel string, fi fs.FileInfo) (plumbing.Hash, error) {
+	var data []byte
+	if fi.Mode()&fs.ModeSymlink != 0 {
+		target, err := s.w.root.Readlink(rel)
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("%w: readlink %q: %w", ErrInternal, rel, err)
+		}
+		if symlinkEscapes(rel, target) {
+			return plumbing.ZeroHash, fmt.Errorf("%w: %q is a symlink leading outside the worktree", ErrPath, rel)
+		}
+		data = []byte(target)
+	} else {
+		if fi.Size() > MaxFileSize {
+			return plumbing.ZeroHash, fmt.Errorf("%w: %q is larger than %d MiB", ErrInvalid, rel, MaxFileSize>>20)
+		}
+		f, err := s.w.root.Open(rel)
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("%w: open %q: %w", ErrPath, rel, err)
+		}
+		defer f.Close()
+		ofi, err := f.Stat()
+		if err != nil || !ofi.Mode().IsRegular() || !os.SameFile(ofi, fi) {
+			return plumbing.ZeroHash, fmt.Errorf("%w: %q changed while staging", ErrPrecondition, rel)
+		}
+		data, err = io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+		if err != nil {
+			return plumbing.ZeroHash, fmt.Errorf("%w: read %q: %w", ErrInternal, rel, err)
+		}
+		if len(data) > MaxFileSize {
+			return plumbing.ZeroHash, fmt.Errorf("%w: %q is larger than %d MiB", ErrInvalid, rel, MaxFileSize>>20)
+		}
+	}
+	h := plumbing.ComputeHash(plumbing.BlobObject, data)
+	if !s.store || s.w.repo.Storer.HasEncodedObject(h) == nil {
+		return h, nil
+	}
+	obj := s.w.repo.Storer.NewEncodedObject()
+	obj.SetType(plumbing.BlobObject)
+	obj.SetSize(int64(len(data)))
+	wr, err := obj.Writer()
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("%w: store blob: %w", ErrInternal, err)
+	}
+	if _, err := wr.Write(data); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("%w: store blob: %w", ErrInternal, err)
+	}
+	if err := wr.Close(); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("%w: store blob: %w", ErrInternal, err)
+	}
+	if _, err := s.w.repo.Storer.SetEncodedObject(obj); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("%w: store blob: %w", ErrInternal, err)
+	}
+	return h, nil
+}
+
+// entries returns the staged index entries, sorted by name.
+func (s *stager) entries() []*index.Entry {
+	out := make([]*index.Entry, 0, len(s.byName))
+	for _, e := range s.byName {
+		out = append(out, e)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
