@@ -84,7 +84,14 @@ func (l countingListener) Accept() (net.Conn, error) {
 // when ca is not nil) until the test ends.
 func NewUpstream(tb testing.TB, ca *CA, name string, h http.Handler) *Upstream {
 	tb.Helper()
-	u, err := StartUpstream(ca, name, h)
+	return NewUpstreamOn(tb, "127.0.0.1:0", ca, name, h)
+}
+
+// NewUpstreamOn is NewUpstream listening on addr (e.g. "0.0.0.0:0", to be
+// reachable on every host address).
+func NewUpstreamOn(tb testing.TB, addr string, ca *CA, name string, h http.Handler) *Upstream {
+	tb.Helper()
+	u, err := StartUpstream(addr, ca, name, h)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -92,9 +99,9 @@ func NewUpstream(tb testing.TB, ca *CA, name string, h http.Handler) *Upstream {
 	return u
 }
 
-// StartUpstream is NewUpstream for callers without a testing.TB; Close stops it.
-func StartUpstream(ca *CA, name string, h http.Handler) (*Upstream, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// StartUpstream is NewUpstreamOn for callers without a testing.TB; Close stops it.
+func StartUpstream(addr string, ca *CA, name string, h http.Handler) (*Upstream, error) {
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("upstream %s: %w", name, err)
 	}

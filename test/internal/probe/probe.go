@@ -19,6 +19,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -27,26 +28,31 @@ import (
 // Marker prefixes the report line.
 const Marker = "PROBE "
 
+// RulebookPath is where the test image's fake claude keeps the text it was
+// given with --append-system-prompt.
+const RulebookPath = "/tmp/rulebook.txt"
+
 // Report is what a probe prints. Fields a check does not fill stay empty.
 type Report struct {
 	UID        int               `json:"uid"`
 	GID        int               `json:"gid"`
-	Status     map[string]string `json:"status,omitempty"`     // selected /proc/self/status fields
-	PidsMax    string            `json:"pids_max,omitempty"`   // the pids cgroup limit as the box sees it
-	Unshare    string            `json:"unshare,omitempty"`    // error of unshare(CLONE_NEWUSER), "" if it worked
-	Mount      string            `json:"mount,omitempty"`      // error of mount tmpfs, "" if it worked
-	Setuid     []string          `json:"setuid,omitempty"`     // setuid/setgid files found
-	Env        map[string]string `json:"env,omitempty"`        // the environment
-	Interfaces []string          `json:"interfaces,omitempty"` // network interface names
-	DNS        map[string]string `json:"dns,omitempty"`        // name -> addresses or error
-	Dial       map[string]string `json:"dial,omitempty"`       // host:port -> "ok" or error
-	Sockets    []string          `json:"sockets,omitempty"`    // unix sockets found on the filesystem
-	Connect    map[string]string `json:"connect,omitempty"`    // socket path -> "ok" or error
-	Write      map[string]string `json:"write,omitempty"`      // path -> "ok" or error
-	Files      map[string]string `json:"files,omitempty"`      // path -> content or error
-	HTTP       *HTTPResult       `json:"http,omitempty"`       // a request's outcome
-	Forks      *ForkResult       `json:"forks,omitempty"`      // how far process creation went
-	Mounts     []string          `json:"mounts,omitempty"`     // lines of /proc/self/mounts
+	Status     map[string]string `json:"status,omitempty"`      // selected /proc/self/status fields
+	PidsMax    string            `json:"pids_max,omitempty"`    // the pids cgroup limit as the box sees it
+	Unshare    string            `json:"unshare,omitempty"`     // clone(CLONE_NEWUSER) outcome: "ok" or the error
+	UnshareCmd string            `json:"unshare_cmd,omitempty"` // `unshare -U true` outcome: "ok" or its output and exit
+	Mount      string            `json:"mount,omitempty"`       // mount(tmpfs) outcome: "ok" or the error
+	Setuid     []string          `json:"setuid,omitempty"`      // setuid/setgid files found
+	Env        map[string]string `json:"env,omitempty"`         // the environment
+	Interfaces []string          `json:"interfaces,omitempty"`  // network interface names
+	DNS        map[string]string `json:"dns,omitempty"`         // name -> addresses or error
+	Dial       map[string]string `json:"dial,omitempty"`        // host:port -> "ok" or error
+	Sockets    []string          `json:"sockets,omitempty"`     // unix sockets found on the filesystem
+	Connect    map[string]string `json:"connect,omitempty"`     // socket path -> "ok" or error
+	Write      map[string]string `json:"write,omitempty"`       // path -> "ok" or error
+	Files      map[string]string `json:"files,omitempty"`       // path -> content or error
+	HTTP       *HTTPResult       `json:"http,omitempty"`        // a request's outcome
+	Forks      *ForkResult       `json:"forks,omitempty"`       // how far process creation went
+	Mounts     []string          `json:"mounts,omitempty"`      // lines of /proc/self/mounts
 }
 
 // HTTPResult is the outcome of one HTTP(S) request.
@@ -67,7 +73,7 @@ type ForkResult struct {
 // Run dispatches a probe subcommand and prints its report.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: probe floor|net|sockets|write|read|https|forks|env [flags]")
+		return errors.New("usage: probe floor|net|sockets|write|read|https|forks|env|surface [flags]")
 	}
 	var r Report
 	r.UID, r.GID = os.Getuid(), os.Getgid()
@@ -110,6 +116,19 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		r.Forks = forks(ctx, *limit)
 	case "env":
 		r.Env = environ()
+	case "surface":
+		// What a box can learn about its grants: its environment (with
+		// $CLAUDE_BOX_CAPABILITIES), the sockets it holds, its network, and
+		// the rulebook the fake claude saved.
+		r.Env = environ()
+		sockets(ctx, &r, paths)
+		network(ctx, &r, dial, dns)
+		r.Files = map[string]string{}
+		if b, err := os.ReadFile(RulebookPath); err == nil {
+			r.Files[RulebookPath] = string(b)
+		} else {
+			r.Files[RulebookPath] = "error: " + err.Error()
+		}
 	default:
 		return fmt.Errorf("unknown probe %q", args[0])
 	}
@@ -169,7 +188,17 @@ func floor(r *Report) {
 			break
 		}
 	}
-	r.Unshare = errString(unix.Unshare(unix.CLONE_NEWUSER))
+	// A multithreaded process (any Go program) always gets EINVAL from
+	// unshare(CLONE_NEWUSER); a freshly cloned child asks instead, and so
+	// does busybox's unshare applet.
+	userns := exec.Command("/bin/true")
+	userns.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER}
+	r.Unshare = errString(userns.Run())
+	if out, err := exec.Command("unshare", "-U", "/bin/true").CombinedOutput(); err != nil {
+		r.UnshareCmd = strings.TrimSpace(string(out)) + ": " + err.Error()
+	} else {
+		r.UnshareCmd = "ok"
+	}
 	dir, err := os.MkdirTemp("", "mnt")
 	if err == nil {
 		r.Mount = errString(unix.Mount("none", dir, "tmpfs", 0, ""))
