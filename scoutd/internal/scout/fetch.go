@@ -1,0 +1,203 @@
+package scout
+
+import (
+	"compress/gzip"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/bounded-systems/claude-box/guestroom"
+)
+
+// FetchRequest asks for one URL.
+type FetchRequest struct {
+	// URL is the absolute URL, as the box wrote it.
+	URL string
+	// MaxBytes lowers the body ceilings; 0 keeps the server's.
+	MaxBytes int64
+	// Timeout lowers the total time ceiling; 0 keeps the server's.
+	Timeout time.Duration
+	// Caveats are the caveats of the door the request came through.
+	Caveats []guestroom.Caveat
+}
+
+// Head is the response head of a fetch.
+type Head struct {
+	// Status is the HTTP status of the final hop.
+	Status int
+	// ContentType is the final hop's Content-Type.
+	ContentType string
+	// FinalURL is the URL of the final hop (no userinfo, no query).
+	FinalURL string
+	// Redirects is the number of hops followed.
+	Redirects int
+	// DeclaredLength is the Content-Length of the final hop, -1 if none.
+	DeclaredLength int64
+}
+
+// Digest closes a complete body.
+type Digest struct {
+	// Size of the (decoded) body in bytes.
+	Size int64
+	// SHA256 is the lowercase hex sha256 of the body.
+	SHA256 string
+}
+
+// BodyWriter receives a fetch: the head once, then the body. The body is
+// complete only when Fetch returns without error.
+type BodyWriter interface {
+	WriteHead(Head) error
+	io.Writer
+}
+
+// errSink marks a failure of the caller's writer (the client went away),
+// as opposed to the upstream.
+type errSink struct{ err error }
+
+func (e *errSink) Error() string { return "write to client: " + e.err.Error() }
+func (e *errSink) Unwrap() error { return e.err }
+
+// Fetch reads one URL under the policy and streams it to w. On error the
+// body written so far is incomplete and must be discarded.
+func (s *Scout) Fetch(ctx context.Context, req FetchRequest, w BodyWriter) (Head, Digest, error) {
+	maxWire := lower(s.limits.MaxBytes, req.MaxBytes)
+	maxDecoded := lower(s.limits.MaxDecodedBytes, req.MaxBytes)
+	timeout := lower(s.limits.Timeout, req.Timeout)
+	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTotalTimeout)
+	defer cancel()
+
+	sc := scope{caveats: req.Caveats}
+	u, err := s.checkURL(req.URL, sc)
+	if err != nil {
+		return Head{}, Digest{}, Classify(ctx, err)
+	}
+	hreq, err := http.NewRequestWithContext(withScope(ctx, sc), http.MethodGet, u.String(), nil)
+	if err != nil {
+		return Head{}, Digest{}, invalid("url %q: %v", req.URL, err)
+	}
+	hreq.Header.Set("User-Agent", s.ua)
+	hreq.Header.Set("Accept-Encoding", "gzip")
+	hreq.Header.Set("Accept", "*/*")
+
+	resp, err := s.web.Do(hreq)
+	if err != nil {
+		return Head{}, Digest{}, Classify(ctx, err)
+	}
+	defer func() { _ = resp.Body.Close() }()
+
+	head := Head{
+		Status:         resp.StatusCode,
+		ContentType:    resp.Header.Get("Content-Type"),
+		FinalURL:       redact(resp.Request.URL),
+		DeclaredLength: resp.ContentLength,
+	}
+	for r := resp.Request; r != nil && r.Response != nil; r = r.Response.Request {
+		head.Redirects++
+	}
+
+	var body io.Reader
+	switch enc := strings.ToLower(strings.TrimSpace(resp.Header.Get("Content-Encoding"))); enc {
+	case "", "identity":
+		limit := min(maxWire, maxDecoded)
+		if resp.ContentLength > limit {
+			return head, Digest{}, tooLarge(ReasonTooLarge, limit)
+		}
+		body = &capReader{r: resp.Body, max: limit, reason: ReasonTooLarge}
+	case "gzip", "x-gzip":
+		if resp.ContentLength > maxWire {
+			return head, Digest{}, tooLarge(ReasonTooLarge, maxWire)
+		}
+		zr, err := gzip.NewReader(&capReader{r: resp.Body, max: maxWire, reason: ReasonTooLarge})
+		if err != nil {
+			return head, Digest{}, Classify(ctx, badEncoding(err))
+		}
+		body = &capReader{r: &decodeErrs{zr}, max: maxDecoded, reason: ReasonDecodedTooLarge}
+	default:
+		return head, Digest{}, &Error{Kind: KindUnavailable, Reason: ReasonBadEncoding, Err: fmt.Errorf("content encoding %q was not asked for", enc)}
+	}
+
+	if err := w.WriteHead(head); err != nil {
+		return head, Digest{}, Classify(ctx, &errSink{err})
+	}
+	h := sha256.New()
+	n, err := copyBody(io.MultiWriter(w, h), body)
+	if err != nil {
+		return head, Digest{}, Classify(ctx, err)
+	}
+	return head, Digest{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+}
+
+func tooLarge(reason string, limit int64) *Error {
+	return &Error{Kind: KindTooLarge, Reason: reason, Err: fmt.Errorf("body exceeds %d bytes", limit)}
+}
+
+func badEncoding(err error) *Error {
+	return &Error{Kind: KindUnavailable, Reason: ReasonBadEncoding, Err: fmt.Errorf("gzip body: %w", err)}
+}
+
+// copyBody copies like io.Copy, telling writer failures (errSink) from
+// reader failures.
+func copyBody(w io.Writer, r io.Reader) (int64, error) {
+	buf := make([]byte, 64<<10)
+	var n int64
+	for {
+		k, rerr := r.Read(buf)
+		if k > 0 {
+			if _, err := w.Write(buf[:k]); err != nil {
+				return n, &errSink{err}
+			}
+			n += int64(k)
+		}
+		if rerr == io.EOF {
+			return n, nil
+		}
+		if rerr != nil {
+			return n, rerr
+		}
+	}
+}
+
+// capReader fails with a too-large error once more than max bytes came
+// through: it reads one byte past the ceiling to know.
+type capReader struct {
+	r      io.Reader
+	max    int64
+	n      int64
+	reason string
+}
+
+func (c *capReader) Read(p []byte) (int, error) {
+	if c.n > c.max {
+		return 0, tooLarge(c.reason, c.max)
+	}
+	if room := c.max + 1 - c.n; int64(len(p)) > room {
+		p = p[:room]
+	}
+	k, err := c.r.Read(p)
+	c.n += int64(k)
+	if c.n > c.max {
+		return 0, tooLarge(c.reason, c.max)
+	}
+	return k, err
+}
+
+// decodeErrs marks errors of the gzip decoder as bad encoding, leaving
+// classified errors (ceilings, timeouts) from below it alone.
+type decodeErrs struct{ r io.Reader }
+
+func (d *decodeErrs) Read(p []byte) (int, error) {
+	n, err := d.r.Read(p)
+	if err != nil && err != io.EOF {
+		var e *Error
+		if !errors.As(err, &e) {
+			return n, badEncoding(err)
+		}
+	}
+	return n, err
+}
