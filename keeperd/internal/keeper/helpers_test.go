@@ -134,3 +134,7 @@ func (f *fixture) allowedSigners(t testing.TB) string {
 	}
 	return p
 }
+
+func execCommand(name string, args ...string) *exec.Cmd {
+	return exec.CommandContext(context.Background(), name, args...)
+}

@@ -118,7 +118,7 @@ func ParsePolicy(b []byte) (*Policy, error) {
 	var v struct {
 		Version *int `json:"version"`
 	}
-	if err := json.Unmarshal(b, &v); err != nil {
+	if err := json.NewDecoder(bytes.NewReader(b)).Decode(&v); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrPolicy, err)
 	}
 	if v.Version == nil {
