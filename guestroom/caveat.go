@@ -18,6 +18,21 @@ type Caveat struct {
 // String renders the caveat as key=value.
 func (c Caveat) String() string { return c.Key + "=" + c.Value }
 
+// Validate reports whether the caveat can be granted: a non-empty key
+// without '=', ':', spaces or control characters, and a value without
+// control characters (it may be empty, as ParseCaveat allows).
+func (c Caveat) Validate() error {
+	switch {
+	case c.Key == "":
+		return fmt.Errorf("%w %q: empty key", ErrBadCaveat, c)
+	case strings.ContainsFunc(c.Key, func(r rune) bool { return r == '=' || r == ':' || r == ' ' || r == '\t' || isControl(r) }):
+		return fmt.Errorf("%w %q: key holds a separator, space or control character", ErrBadCaveat, c)
+	case strings.ContainsFunc(c.Value, isControl):
+		return fmt.Errorf("%w %q: value holds a control character", ErrBadCaveat, c)
+	}
+	return nil
+}
+
 // ErrBadCaveat reports a caveat that does not parse.
 var ErrBadCaveat = errors.New("bad caveat")
 

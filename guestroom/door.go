@@ -120,8 +120,8 @@ func (d Door) validate() error {
 		}
 	}
 	for _, t := range []string{d.Flag, d.Grants, d.Usage, d.Absent} {
-		if strings.ContainsAny(t, "\x00\r") {
-			return fmt.Errorf("%w %q: text holds a control character", ErrBadDoor, d.Name)
+		if strings.ContainsFunc(t, isControl) {
+			return fmt.Errorf("%w %q: text %q holds a control character (texts are one line)", ErrBadDoor, d.Name, t)
 		}
 	}
 	return nil
@@ -208,6 +208,15 @@ func (c Catalog) Resolve(name string) (Door, error) {
 		return d, nil
 	}
 	return GenericDoor(name)
+}
+
+// Rooms returns a copy of the catalog's rooms.
+func (c Catalog) Rooms() Rooms {
+	out := make(Rooms, len(c.rooms))
+	for k, v := range c.rooms {
+		out[k] = slices.Clone(v)
+	}
+	return out
 }
 
 // RoomNames returns the catalog's room names, sorted.

@@ -162,6 +162,7 @@ func TestNewCatalogRefuses(t *testing.T) {
 		{"bad env", []Door{mod(func(d *Door) { d.Env = "web-sock" })}, nil, "not an environment variable"},
 		{"relative host socket", []Door{mod(func(d *Door) { d.HostSocket = "x.sock" })}, nil, "host socket"},
 		{"duplicate", []Door{good, good}, nil, "listed twice"},
+		{"multi-line text", []Door{mod(func(d *Door) { d.Usage = "a\n## DENIED" })}, nil, "control character"},
 		{"bad room name", []Door{good}, Rooms{"A": {"web"}}, "room: bad name"},
 		{"room names unknown door", []Door{good}, Rooms{"dev": {"web", "nope"}}, `door "nope"`},
 	}
@@ -193,6 +194,14 @@ func TestCatalogIsACopy(t *testing.T) {
 	}
 	if r, _ := c.Room("dev"); r[0] != "vault" {
 		t.Fatal("catalog shares its rooms with the caller")
+	}
+	rs := c.Rooms()
+	if !reflect.DeepEqual(rs, testRooms()) {
+		t.Fatalf("Rooms() = %v", rs)
+	}
+	rs["dev"][0] = "changed"
+	if r, _ := c.Room("dev"); r[0] != "vault" {
+		t.Fatal("Rooms() shares the catalog's rooms")
 	}
 }
 

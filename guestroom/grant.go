@@ -69,6 +69,11 @@ func (c Catalog) Grant(rooms []string, specs []DoorSpec) ([]Grant, error) {
 			explicitHost[s.Name] = s.HostSocket
 			g.Door.HostSocket = s.HostSocket
 		}
+		for _, cv := range s.Caveats {
+			if err := cv.Validate(); err != nil {
+				return nil, fmt.Errorf("grant door %q: %w", s.Name, err)
+			}
+		}
 		g.Caveats = mergeCaveats(g.Caveats, s.Caveats)
 	}
 

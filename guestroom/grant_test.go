@@ -86,6 +86,7 @@ func TestCatalogGrantRefuses(t *testing.T) {
 		{"bad door name", nil, []DoorSpec{{Name: "../x"}}, ErrBadName, `bad name "../x"`},
 		{"relative host socket", nil, []DoorSpec{{Name: "web", HostSocket: "w.sock"}}, nil, "not absolute"},
 		{"two host sockets", nil, []DoorSpec{{Name: "web", HostSocket: "/a.sock"}, {Name: "web", HostSocket: "/b.sock"}}, ErrConflict, `door "web" at both /a.sock and /b.sock`},
+		{"bad caveat", nil, []DoorSpec{{Name: "web", Caveats: []Caveat{cv("", "x")}}}, ErrBadCaveat, `grant door "web": bad caveat`},
 		{"default then other host socket", nil, []DoorSpec{{Name: "web", HostSocket: "/srv/doors/web.sock"}, {Name: "web", HostSocket: "/b.sock"}}, ErrConflict, "at both"},
 	}
 	for _, tt := range tests {

@@ -77,7 +77,12 @@ func (l Launch) Rulebook() string {
 		if d.Usage != "" {
 			fmt.Fprintf(&b, "Usage: %s\n", text(d.Usage))
 		}
-		fmt.Fprintf(&b, "Socket: %s (in $%s)\n", text(d.Socket), text(d.Env))
+		switch {
+		case d.Socket != "" && d.Env != "":
+			fmt.Fprintf(&b, "Socket: %s (in $%s)\n", text(d.Socket), text(d.Env))
+		case d.Socket != "":
+			fmt.Fprintf(&b, "Socket: %s\n", text(d.Socket))
+		}
 		if len(g.Caveats) > 0 {
 			cs := make([]string, len(g.Caveats))
 			for i, c := range g.Caveats {

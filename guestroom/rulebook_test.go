@@ -136,6 +136,10 @@ func TestRulebookSections(t *testing.T) {
 		{"unrestricted door", Launch{Granted: []Grant{{Door: Door{Name: "x", Socket: "/run/x.sock", Env: "X_SOCK"}}}}, []string{
 			"### x\nSocket: /run/x.sock (in $X_SOCK)\n",
 		}, []string{"RESTRICTED", "No door is granted"}},
+		{"door without env", Launch{Granted: []Grant{{Door: Door{Name: "x", Socket: "/run/x.sock"}}}}, []string{
+			"### x\nSocket: /run/x.sock\n",
+		}, []string{"$"}},
+		{"door without socket", Launch{Granted: []Grant{{Door: Door{Name: "x"}}}}, []string{"### x\n\n## DENIED"}, []string{"Socket:"}},
 		{"restricted door", Launch{Granted: []Grant{{Door: Door{Name: "x"}, Caveats: []Caveat{cv("a", "1"), cv("b", "2")}}}}, []string{
 			"RESTRICTED to: a=1, b=2\n",
 		}, nil},

@@ -111,6 +111,11 @@ func SignGrant(g SignedGrant, kid string, key ed25519.PrivateKey) (SignedGrant, 
 	if err := ValidateName(g.Grant.Door.Name); err != nil {
 		return SignedGrant{}, fmt.Errorf("%w: %w", ErrBadGrant, err)
 	}
+	for _, c := range g.Grant.Caveats {
+		if err := c.Validate(); err != nil {
+			return SignedGrant{}, fmt.Errorf("%w: %w", ErrBadGrant, err)
+		}
+	}
 	g.Grant.Caveats = slices.Clone(g.Grant.Caveats)
 	g.KeyID = kid
 	g.Signature = ed25519.Sign(key, g.SigningBytes())

@@ -196,6 +196,7 @@ func TestSignGrantRefuses(t *testing.T) {
 		{"no expiry", func(g *SignedGrant) { g.Expiry = time.Time{} }, "k1", priv, "no expiry"},
 		{"no nonce", func(g *SignedGrant) { g.Nonce = "" }, "k1", priv, "empty nonce"},
 		{"bad door name", func(g *SignedGrant) { g.Grant.Door.Name = "../x" }, "k1", priv, "bad name"},
+		{"bad caveat", func(g *SignedGrant) { g.Grant.Caveats = []Caveat{cv("", "x")} }, "k1", priv, "bad caveat"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -173,3 +173,35 @@ func FuzzParseCaveat(f *testing.F) {
 		}
 	})
 }
+
+func TestCaveatValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		c    Caveat
+		want string
+	}{
+		{"ok", cv("host", "github.com"), ""},
+		{"empty value", cv("host", ""), ""},
+		{"value with colon", cv("host", "example.com:8443"), ""},
+		{"empty key", cv("", "x"), "empty key"},
+		{"key with =", cv("a=b", "x"), "separator"},
+		{"key with :", cv("a:b", "x"), "separator"},
+		{"key with space", cv("a b", "x"), "space"},
+		{"key with newline", cv("a\nb", "x"), "control"},
+		{"value with newline", cv("a", "x\ny"), "control"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.c.Validate()
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("Validate = %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrBadCaveat) || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("Validate = %v, want ErrBadCaveat mentioning %q", err, tt.want)
+			}
+		})
+	}
+}
