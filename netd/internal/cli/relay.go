@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	"github.com/bounded-systems/claude-box/netd/internal/relay"
+	netv1 "github.com/bounded-systems/claude-box/proto/claudebox/net/v1"
+)
+
+func relayCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
+	fs := newFlags("relay", stderr)
+	listen := fs.String("listen", DefaultListen, "loopback `ADDR` to serve the HTTP proxy on")
+	doorPath := fs.String("door", DefaultDoor, "net door socket `PATH`")
+	headTimeout := fs.Duration("head-timeout", relay.DefaultHeadTimeout, "drop a client whose request head takes longer")
+	level := fs.String("log-level", "info", "log level (debug, info, warn, error)")
+	if ok, err := parse(fs, args); !ok {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: relay takes no arguments, got %q", errUsage, fs.Args())
+	}
+	log, err := newLogger(stderr, *level)
+	if err != nil {
+		return err
+	}
+	cc, err := dialDoor(*doorPath)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	l, err := relay.Listen(*listen)
+	if err != nil {
+		return err
+	}
+	log.Info("netd relay serving", slog.String("listen", l.Addr().String()), slog.String("door", *doorPath))
+	r := relay.New(relay.Config{Door: netv1.NewEgressServiceClient(cc), DoorName: *doorPath, Logger: log, HeadTimeout: *headTimeout})
+	return r.Serve(ctx, l)
+}
+
+// dialDoor connects lazily to a door, reconnecting quickly when netd comes
+// back after a restart.
+func dialDoor(path string) (*grpc.ClientConn, error) {
+	return door.Dial(path, grpc.WithConnectParams(grpc.ConnectParams{
+		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
+		MinConnectTimeout: 2 * time.Second,
+	}))
+}

@@ -1,0 +1,330 @@
+// Package server adapts the egress engine to the wire: it serves
+// claudebox.net.v1.EgressService on a net door, converts between proto and
+// domain types, maps errors to gRPC status in one function, enforces the
+// per-launch and global tunnel caps and idle timeouts, audits one record per
+// decision, and keeps the counters netd status reports.
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	"github.com/bounded-systems/claude-box/netd/internal/egress"
+	netv1 "github.com/bounded-systems/claude-box/proto/claudebox/net/v1"
+)
+
+// Audit attribute keys netd adds to the runtime's fixed ones.
+const (
+	KeyHost      = "host"
+	KeyPort      = "port"
+	KeyVerb      = "verb"
+	KeyVerdict   = "verdict"
+	KeyRule      = "rule"
+	KeyAddr      = "addr"
+	KeyBytesUp   = "bytes_up"
+	KeyBytesDown = "bytes_down"
+	KeyDuration  = "duration_ms"
+	KeyWhy       = "why"
+)
+
+// Defaults for Limits fields left zero.
+const (
+	DefaultMaxTunnels   = 4096
+	DefaultMaxPerLaunch = 1024
+	DefaultIdleTimeout  = 10 * time.Minute
+	chunkSize           = 32 << 10
+)
+
+// Limits bound what boxes can hold open.
+type Limits struct {
+	// MaxTunnels caps open tunnels across all launches.
+	MaxTunnels int
+	// MaxPerLaunch caps open tunnels of one launch, so a flood from one box
+	// cannot starve another.
+	MaxPerLaunch int
+	// IdleTimeout closes a tunnel with no bytes either way for this long.
+	IdleTimeout time.Duration
+}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxTunnels <= 0 {
+		l.MaxTunnels = DefaultMaxTunnels
+	}
+	if l.MaxPerLaunch <= 0 {
+		l.MaxPerLaunch = DefaultMaxPerLaunch
+	}
+	if l.IdleTimeout <= 0 {
+		l.IdleTimeout = DefaultIdleTimeout
+	}
+	return l
+}
+
+// Server serves EgressService.
+type Server struct {
+	netv1.UnimplementedEgressServiceServer
+	eng *egress.Engine
+	log *slog.Logger
+	lim Limits
+
+	mu        sync.Mutex
+	open      int
+	perLaunch map[string]int
+	decisions map[string]int64 // by counter key
+
+	tunnelsTotal atomic.Int64
+	bytesUp      atomic.Int64
+	bytesDown    atomic.Int64
+}
+
+// New returns a server deciding with eng.
+func New(eng *egress.Engine, log *slog.Logger, lim Limits) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{eng: eng, log: log, lim: lim.withDefaults(), perLaunch: map[string]int{}, decisions: map[string]int64{}}
+}
+
+// Register serves the EgressService on g (every minted door's server).
+func (s *Server) Register(g *grpc.Server) { netv1.RegisterEgressServiceServer(g, s) }
+
+// CheckTarget explains a decision without dialing.
+func (s *Server) CheckTarget(ctx context.Context, req *netv1.CheckTargetRequest) (*netv1.CheckTargetResponse, error) {
+	b, _ := door.BindingFrom(ctx)
+	verb := req.GetVerb()
+	if verb == netv1.Verb_VERB_UNSPECIFIED {
+		verb = netv1.Verb_VERB_CONNECT
+	}
+	d := s.eng.Check(ctx, egress.Request{Target: req.GetTarget(), Verb: fromVerb(verb), Caveats: b.Caveats})
+	s.audit(ctx, "CheckTarget", req.GetTarget(), verb, d, nil)
+	resp := &netv1.CheckTargetResponse{Verdict: toVerdict(d)}
+	if d.Verdict == egress.Allow {
+		resp.MatchedEntry = d.Rule
+	}
+	for _, a := range d.Addrs {
+		resp.Addresses = append(resp.Addresses, describeAddr(a))
+	}
+	return resp, nil
+}
+
+// acquire takes a tunnel slot for launch; release gives it back.
+func (s *Server) acquire(launch string) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.open >= s.lim.MaxTunnels || s.perLaunch[launch] >= s.lim.MaxPerLaunch {
+		return nil, false
+	}
+	s.open++
+	s.perLaunch[launch]++
+	return func() {
+		s.mu.Lock()
+		s.open--
+		if s.perLaunch[launch]--; s.perLaunch[launch] <= 0 {
+			delete(s.perLaunch, launch)
+		}
+		s.mu.Unlock()
+	}, true
+}
+
+// Tunnel carries one client connection: Open, Verdict, then bytes.
+func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
+	ctx := stream.Context()
+	first, err := stream.Recv()
+	if err != nil {
+		return toStatus(err)
+	}
+	open := first.GetOpen()
+	if open == nil {
+		return toStatus(errNoOpen)
+	}
+	b, _ := door.BindingFrom(ctx)
+	req := egress.Request{Target: open.GetTarget(), Verb: fromVerb(open.GetVerb()), HostHeader: open.GetHostHeader(), Caveats: b.Caveats}
+	release, ok := s.acquire(b.LaunchID)
+	if !ok {
+		d := egress.Decision{Verdict: egress.Limited, Reason: egress.ReasonLimited, Rule: "tunnel_cap"}
+		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
+		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
+	}
+	defer release()
+	conn, d := s.eng.Connect(ctx, req)
+	if d.Verdict != egress.Allow {
+		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
+		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
+	}
+	defer conn.Close()
+	s.tunnelsTotal.Add(1)
+	start := time.Now()
+	var up, down int64
+	err = stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)})
+	if err == nil {
+		up, down, err = s.pump(stream, conn, first.GetData())
+	}
+	s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, []slog.Attr{
+		slog.Int64(KeyBytesUp, up), slog.Int64(KeyBytesDown, down),
+		slog.Int64(KeyDuration, time.Since(start).Milliseconds()),
+	})
+	return toStatus(err)
+}
+
+// pump copies bytes both ways until the upstream closes, the client's
+// stream fails, or the tunnel is idle for too long. It returns the bytes
+// carried each way.
+func (s *Server) pump(stream netv1.EgressService_TunnelServer, conn net.Conn, early []byte) (up, down int64, err error) {
+	idle := newIdleWatch(s.lim.IdleTimeout, func() { _ = conn.Close() })
+	defer idle.stop()
+	var upN atomic.Int64
+	write := func(p []byte) error {
+		idle.touch()
+		n, err := conn.Write(p)
+		upN.Add(int64(n))
+		s.bytesUp.Add(int64(n))
+		return err
+	}
+	if len(early) > 0 {
+		if err := write(early); err != nil {
+			return upN.Load(), 0, nil
+		}
+	}
+	upErr := make(chan error, 1)
+	go func() {
+		for {
+			m, err := stream.Recv()
+			if errors.Is(err, io.EOF) {
+				closeWrite(conn)
+				upErr <- nil
+				return
+			}
+			if err != nil {
+				_ = conn.Close()
+				upErr <- err
+				return
+			}
+			if p := m.GetData(); len(p) > 0 {
+				if err := write(p); err != nil {
+					_ = conn.Close()
+					upErr <- nil
+					return
+				}
+			}
+			if m.GetCloseWrite() {
+				closeWrite(conn)
+			}
+		}
+	}()
+	for {
+		buf := make([]byte, chunkSize)
+		n, rerr := conn.Read(buf)
+		if n > 0 {
+			idle.touch()
+			if serr := stream.Send(&netv1.TunnelResponse{Data: buf[:n]}); serr != nil {
+				err = serr
+				break
+			}
+			down += int64(n)
+			s.bytesDown.Add(int64(n))
+		}
+		if rerr != nil {
+			break
+		}
+	}
+	_ = conn.Close()
+	select {
+	case e := <-upErr:
+		if err == nil && e != nil && status.Code(e) != codes.Canceled {
+			err = e
+		}
+	default:
+	}
+	return upN.Load(), down, err
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+	}
+}
+
+// idleWatch calls f once nothing has touched it for d.
+type idleWatch struct {
+	d    time.Duration
+	last atomic.Int64
+	t    *time.Timer
+	f    func()
+}
+
+func newIdleWatch(d time.Duration, f func()) *idleWatch {
+	w := &idleWatch{d: d, f: f}
+	w.touch()
+	w.t = time.AfterFunc(d, w.fire)
+	return w
+}
+
+func (w *idleWatch) touch() { w.last.Store(time.Now().UnixNano()) }
+
+func (w *idleWatch) fire() {
+	quiet := time.Since(time.Unix(0, w.last.Load()))
+	if quiet >= w.d {
+		w.f()
+		return
+	}
+	w.t.Reset(w.d - quiet)
+}
+
+func (w *idleWatch) stop() { w.t.Stop() }
+
+// audit writes the one record of a decision and counts it.
+func (s *Server) audit(ctx context.Context, method, asked string, verb netv1.Verb, d egress.Decision, extra []slog.Attr) {
+	s.count(d)
+	attrs := []slog.Attr{
+		slog.String(KeyVerb, verbName(verb)),
+		slog.String(KeyHost, d.Target.Host),
+		slog.Int(KeyPort, int(d.Target.Port)),
+		slog.String(KeyVerdict, d.Verdict.String()),
+		slog.String(KeyRule, d.Rule),
+	}
+	if d.Addr.IsValid() {
+		attrs = append(attrs, slog.String(KeyAddr, d.Addr.String()))
+	}
+	if d.Err != nil && (d.Verdict == egress.Deny || d.Verdict == egress.BadTarget) {
+		attrs = append(attrs, slog.String(KeyWhy, d.Err.Error()))
+	}
+	attrs = append(attrs, extra...)
+	r := door.Record{Method: method, Target: asked, Allow: d.Verdict == egress.Allow, Reason: d.Reason, Attrs: attrs}
+	if d.Verdict == egress.Unreachable || d.Verdict == egress.Timeout {
+		r.Allow, r.Err = true, d.Err
+	}
+	door.Audit(ctx, s.log, r)
+}
+
+// errNoOpen reports a tunnel whose first message carries no Open.
+var errNoOpen = errors.New("first tunnel message must carry open")
+
+// toStatus maps every error a handler returns to a gRPC status, in one
+// place. Decisions travel in-band as Verdicts; only protocol failures and
+// stream breakage become status errors.
+func toStatus(err error) error {
+	switch {
+	case err == nil, errors.Is(err, io.EOF):
+		return nil
+	case errors.Is(err, errNoOpen):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, context.Canceled):
+		return status.Error(codes.Canceled, "tunnel canceled")
+	case errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.DeadlineExceeded, "tunnel deadline exceeded")
+	}
+	if _, ok := status.FromError(err); ok {
+		return err
+	}
+	return status.Error(codes.Internal, "tunnel failed")
+}
