@@ -213,4 +213,7 @@ install_doors() {
 [ "$skip_image" = 1 ] || load_image
 [ "$skip_doors" = 1 ] || install_doors
 
-say "done. Start a box with: ${CLAUDE_BOX_BIN:-claude-box} personal   (first time: claude-box login)"
+say "done. Put the launcher on PATH once: nix profile install .#claude-box (or the home-manager module)"
+say "then: claude-box login   (first /login of an account), claude-box --room dev --repo ."
+[ -n "${CLAUDE_BOX_BIN:-}" ] && say "this setup's launcher, pinned to the image just loaded: $CLAUDE_BOX_BIN"
+exit 0
