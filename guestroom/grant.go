@@ -20,6 +20,16 @@ type Grant struct {
 // Restricted reports whether caveats narrow the grant.
 func (g Grant) Restricted() bool { return len(g.Caveats) > 0 }
 
+// Check admits req only if every caveat of the grant admits it, running
+// the verifier v holds for each caveat's key; a caveat with no verifier
+// denies (see CheckCaveats). The error names the door.
+func (g Grant) Check(v Verifiers, req Request) error {
+	if err := CheckCaveats(g.Caveats, v, req); err != nil {
+		return fmt.Errorf("door %q: %w", g.Door.Name, err)
+	}
+	return nil
+}
+
 // ErrConflict reports two requests for one door that cannot both hold.
 var ErrConflict = errors.New("conflicting door requests")
 

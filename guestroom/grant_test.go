@@ -210,3 +210,41 @@ func TestViolationText(t *testing.T) {
 		t.Fatal("ViolationKind.String")
 	}
 }
+
+func TestGrantCheck(t *testing.T) {
+	v := Verifiers{"host": func(value string, req Request) error {
+		if req["host"] != value {
+			return errors.New("other host")
+		}
+		return nil
+	}}
+	tests := []struct {
+		name    string
+		g       Grant
+		req     Request
+		wantErr error
+		want    string
+	}{
+		{"unrestricted", grant("web"), Request{"host": "x"}, nil, ""},
+		{"admitted", grant("web", cv("host", "a")), Request{"host": "a"}, nil, ""},
+		{"denied", grant("web", cv("host", "a")), Request{"host": "b"}, ErrCaveatDenied, `door "web": caveat denies: host=a: other host`},
+		{"missing fact", grant("web", cv("host", "a")), Request{}, ErrCaveatDenied, `door "web": caveat denies: host=a: other host`},
+		{"uninterpretable", grant("web", cv("host", "a"), cv("port", "1")), Request{"host": "a"}, ErrUninterpretable, `door "web": caveat has no verifier: port=1`},
+		{"nil verifier", grant("web", cv("host", "a")), Request{"host": "a"}, ErrUninterpretable, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			vv := v
+			if tt.name == "nil verifier" {
+				vv = Verifiers{"host": nil}
+			}
+			err := tt.g.Check(vv, tt.req)
+			if !errors.Is(err, tt.wantErr) || (tt.wantErr == nil) != (err == nil) {
+				t.Fatalf("Check = %v, want %v", err, tt.wantErr)
+			}
+			if tt.want != "" && err.Error() != tt.want {
+				t.Fatalf("Check = %q, want %q", err, tt.want)
+			}
+		})
+	}
+}

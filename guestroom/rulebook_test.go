@@ -202,3 +202,21 @@ func TestParseManifestRefuses(t *testing.T) {
 		})
 	}
 }
+
+func FuzzParseManifest(f *testing.F) {
+	for _, s := range []string{`{"version":1,"doors":[],"denied":[]}`, `{"version":1}`, `null`, `[]`, `{"version":1,"extra":{"a":"b"}}`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := ParseManifest(b)
+		if err != nil {
+			if !errors.Is(err, ErrBadManifest) {
+				t.Fatalf("ParseManifest err %v is not ErrBadManifest", err)
+			}
+			return
+		}
+		if m.Version != ManifestVersion {
+			t.Fatalf("ParseManifest accepted version %d", m.Version)
+		}
+	})
+}

@@ -252,3 +252,42 @@ func TestSignedGrantTransit(t *testing.T) {
 		})
 	}
 }
+
+func FuzzDecodeSignedGrant(f *testing.F) {
+	pub1, priv1 := testKey(1)
+	g, err := SignGrant(unsignedGrant(), "k1", priv1)
+	if err != nil {
+		f.Fatal(err)
+	}
+	enc, err := g.Encode()
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, s := range []string{enc, "", "e30", "eyJ4IjoxfQ", "!!"} {
+		f.Add(s)
+	}
+	ring := Keyring{"k1": pub1, "short": pub1[:3]}
+	f.Fuzz(func(t *testing.T, s string) {
+		g, err := DecodeSignedGrant(s)
+		if err != nil {
+			if !errors.Is(err, ErrBadGrant) {
+				t.Fatalf("DecodeSignedGrant err %v is not ErrBadGrant", err)
+			}
+			return
+		}
+		// Whatever decodes must verify without panicking, and only a
+		// grant that really was signed by k1 verifies.
+		if err := ring.Verify(g, "vault-door", signNow); err == nil && !bytes.Equal(g.SigningBytes(), mustSigned(t, priv1).SigningBytes()) {
+			t.Fatalf("a forged grant verified: %+v", g)
+		}
+	})
+}
+
+func mustSigned(t *testing.T, priv ed25519.PrivateKey) SignedGrant {
+	t.Helper()
+	g, err := SignGrant(unsignedGrant(), "k1", priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
