@@ -178,9 +178,9 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResul
 		Prune:      false,
 		FollowTags: false,
 	}
-	if oldH.IsZero() {
-		opts.RequireRemoteRefs = []config.RefSpec{config.RefSpec(plumbing.ZeroHash.String() + ":" + ref.String())}
-	} else {
+	// The update command carries the old id we checked; receive-pack
+	// refuses it if the remote ref moved meanwhile (compare-and-swap).
+	if !oldH.IsZero() {
 		opts.RequireRemoteRefs = []config.RefSpec{config.RefSpec(oldH.String() + ":" + ref.String())}
 	}
 	err = remote.PushContext(ctx, opts)
