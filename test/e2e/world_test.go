@@ -124,3 +124,6 @@ func (w *world) ok(t *testing.T, args ...string) result {
 	}
 	return r
 }
+
+// parseProbe parses a probe report from raw output.
+func parseProbe(out string) (probe.Report, error) { return probe.Parse(out) }

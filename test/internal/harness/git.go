@@ -17,6 +17,8 @@ func gitEnv(home string) []string {
 		"GIT_AUTHOR_NAME=e2e", "GIT_AUTHOR_EMAIL=e2e@example.test",
 		"GIT_COMMITTER_NAME=e2e", "GIT_COMMITTER_EMAIL=e2e@example.test",
 		"GIT_TERMINAL_PROMPT=0",
+		// Repos the box writes are owned by its uid; let root's git read them.
+		"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=safe.directory", "GIT_CONFIG_VALUE_0=*",
 	)
 }
 
@@ -63,6 +65,21 @@ func NewRepo(tb testing.TB, files map[string]string) string {
 	Git(tb, dir, "add", "-A")
 	Git(tb, dir, "commit", "-q", "-m", "initial")
 	return dir
+}
+
+// ChownTree gives dir and everything in it to uid:gid, as a host user's
+// checkout that the box user (uid 1000 on a rootful host) may write.
+func ChownTree(tb testing.TB, dir string, uid, gid int) {
+	tb.Helper()
+	err := filepath.WalkDir(dir, func(p string, _ os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		return os.Lchown(p, uid, gid)
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
 }
 
 // NewBareRepo clones src as root/name.git (bare), accepting pushes over HTTP.
