@@ -97,12 +97,12 @@ func (x *CommitRequest) GetAuthor() string {
 // CommitResponse describes the commit made.
 type CommitResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Commit id (hex).
+	// Commit id (hex, 40 characters).
 	Commit string `protobuf:"bytes,1,opt,name=commit,proto3" json:"commit,omitempty"`
-	// Branch the commit was made on.
+	// Branch the commit was made on (short name).
 	Branch string `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
-	// Files the commit changed.
-	Files         []string `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
+	// Paths the commit changes relative to its parent, sorted by path.
+	Files         []*FileStatus `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -151,20 +151,26 @@ func (x *CommitResponse) GetBranch() string {
 	return ""
 }
 
-func (x *CommitResponse) GetFiles() []string {
+func (x *CommitResponse) GetFiles() []*FileStatus {
 	if x != nil {
 		return x.Files
 	}
 	return nil
 }
 
-// PushRequest asks to push a branch.
+// PushRequest asks to push one branch (or one tag) to a remote in policy.
 type PushRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Remote name from policy; empty means the policy's default remote.
 	Remote string `protobuf:"bytes,1,opt,name=remote,proto3" json:"remote,omitempty"`
-	// Branch to push; empty means the current branch.
-	Branch        string `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
+	// Branch to push (short name); empty means the current branch. Refspecs
+	// and deletes (":branch") are refused.
+	Branch string `protobuf:"bytes,2,opt,name=branch,proto3" json:"branch,omitempty"`
+	// Ask for a non-fast-forward update; refused unless policy allows force.
+	Force bool `protobuf:"varint,3,opt,name=force,proto3" json:"force,omitempty"`
+	// Tag to push instead of a branch (short name); refused unless policy
+	// allows tags; an existing remote tag is never moved.
+	Tag           string `protobuf:"bytes,4,opt,name=tag,proto3" json:"tag,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -209,6 +215,20 @@ func (x *PushRequest) GetRemote() string {
 func (x *PushRequest) GetBranch() string {
 	if x != nil {
 		return x.Branch
+	}
+	return ""
+}
+
+func (x *PushRequest) GetForce() bool {
+	if x != nil {
+		return x.Force
+	}
+	return false
+}
+
+func (x *PushRequest) GetTag() string {
+	if x != nil {
+		return x.Tag
 	}
 	return ""
 }
@@ -438,7 +458,8 @@ type FileStatus struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Path relative to the worktree root.
 	Path string `protobuf:"bytes,1,opt,name=path,proto3" json:"path,omitempty"`
-	// Two-letter status as in `git status --short`.
+	// "added", "modified" or "deleted", relative to HEAD (GetStatus: what
+	// `keeper commit -a` would commit) or to the parent (CommitResponse).
 	Status        string `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -493,10 +514,12 @@ type GetStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Current branch, empty when HEAD is detached.
 	Branch string `protobuf:"bytes,1,opt,name=branch,proto3" json:"branch,omitempty"`
-	// HEAD commit id (hex).
+	// HEAD commit id (hex), empty on an unborn branch.
 	Head string `protobuf:"bytes,2,opt,name=head,proto3" json:"head,omitempty"`
-	// Changed paths.
-	Files         []*FileStatus `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
+	// Changed paths, sorted by path.
+	Files []*FileStatus `protobuf:"bytes,3,rep,name=files,proto3" json:"files,omitempty"`
+	// Whether policy allows committing on the current branch.
+	BranchAllowed bool `protobuf:"varint,4,opt,name=branch_allowed,json=branchAllowed,proto3" json:"branch_allowed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -552,6 +575,13 @@ func (x *GetStatusResponse) GetFiles() []*FileStatus {
 	return nil
 }
 
+func (x *GetStatusResponse) GetBranchAllowed() bool {
+	if x != nil {
+		return x.BranchAllowed
+	}
+	return false
+}
+
 // GetPublicKeyRequest asks for the public key.
 type GetPublicKeyRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -594,6 +624,8 @@ type GetPublicKeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// authorized_keys form, e.g. "ssh-ed25519 AAAA… keeperd".
 	AuthorizedKey string `protobuf:"bytes,1,opt,name=authorized_key,json=authorizedKey,proto3" json:"authorized_key,omitempty"`
+	// SHA256 fingerprint, as ssh-keygen -l prints it.
+	Fingerprint   string `protobuf:"bytes,2,opt,name=fingerprint,proto3" json:"fingerprint,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -635,6 +667,13 @@ func (x *GetPublicKeyResponse) GetAuthorizedKey() string {
 	return ""
 }
 
+func (x *GetPublicKeyResponse) GetFingerprint() string {
+	if x != nil {
+		return x.Fingerprint
+	}
+	return ""
+}
+
 // ListWritesRequest asks for this launch's writes.
 type ListWritesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -672,15 +711,17 @@ func (*ListWritesRequest) Descriptor() ([]byte, []int) {
 	return file_claudebox_keeper_v1_keeper_proto_rawDescGZIP(), []int{11}
 }
 
-// Write is one commit or push made by this launch.
+// Write is one commit, push or signature made by this launch.
 type Write struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// "commit" or "push".
+	// "commit", "push" or "sign".
 	Kind string `protobuf:"bytes,1,opt,name=kind,proto3" json:"kind,omitempty"`
-	// Commit id or pushed ref.
+	// Commit id, "remote ref" for a push, or the signed object kind.
 	Target string `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
 	// Short description.
-	Summary       string `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	Summary string `protobuf:"bytes,3,opt,name=summary,proto3" json:"summary,omitempty"`
+	// When it happened, RFC 3339 UTC.
+	Time          string `protobuf:"bytes,4,opt,name=time,proto3" json:"time,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -732,6 +773,13 @@ func (x *Write) GetTarget() string {
 func (x *Write) GetSummary() string {
 	if x != nil {
 		return x.Summary
+	}
+	return ""
+}
+
+func (x *Write) GetTime() string {
+	if x != nil {
+		return x.Time
 	}
 	return ""
 }
@@ -791,14 +839,16 @@ const file_claudebox_keeper_v1_keeper_proto_rawDesc = "" +
 	"\amessage\x18\x01 \x01(\tR\amessage\x12\x10\n" +
 	"\x03all\x18\x02 \x01(\bR\x03all\x12\x14\n" +
 	"\x05paths\x18\x03 \x03(\tR\x05paths\x12\x16\n" +
-	"\x06author\x18\x04 \x01(\tR\x06author\"V\n" +
+	"\x06author\x18\x04 \x01(\tR\x06author\"w\n" +
 	"\x0eCommitResponse\x12\x16\n" +
 	"\x06commit\x18\x01 \x01(\tR\x06commit\x12\x16\n" +
-	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x14\n" +
-	"\x05files\x18\x03 \x03(\tR\x05files\"=\n" +
+	"\x06branch\x18\x02 \x01(\tR\x06branch\x125\n" +
+	"\x05files\x18\x03 \x03(\v2\x1f.claudebox.keeper.v1.FileStatusR\x05files\"e\n" +
 	"\vPushRequest\x12\x16\n" +
 	"\x06remote\x18\x01 \x01(\tR\x06remote\x12\x16\n" +
-	"\x06branch\x18\x02 \x01(\tR\x06branch\"\x90\x01\n" +
+	"\x06branch\x18\x02 \x01(\tR\x06branch\x12\x14\n" +
+	"\x05force\x18\x03 \x01(\bR\x05force\x12\x10\n" +
+	"\x03tag\x18\x04 \x01(\tR\x03tag\"\x90\x01\n" +
 	"\fPushResponse\x12\x16\n" +
 	"\x06remote\x18\x01 \x01(\tR\x06remote\x12\x10\n" +
 	"\x03ref\x18\x02 \x01(\tR\x03ref\x12\x1d\n" +
@@ -816,19 +866,22 @@ const file_claudebox_keeper_v1_keeper_proto_rawDesc = "" +
 	"\n" +
 	"FileStatus\x12\x12\n" +
 	"\x04path\x18\x01 \x01(\tR\x04path\x12\x16\n" +
-	"\x06status\x18\x02 \x01(\tR\x06status\"v\n" +
+	"\x06status\x18\x02 \x01(\tR\x06status\"\x9d\x01\n" +
 	"\x11GetStatusResponse\x12\x16\n" +
 	"\x06branch\x18\x01 \x01(\tR\x06branch\x12\x12\n" +
 	"\x04head\x18\x02 \x01(\tR\x04head\x125\n" +
-	"\x05files\x18\x03 \x03(\v2\x1f.claudebox.keeper.v1.FileStatusR\x05files\"\x15\n" +
-	"\x13GetPublicKeyRequest\"=\n" +
+	"\x05files\x18\x03 \x03(\v2\x1f.claudebox.keeper.v1.FileStatusR\x05files\x12%\n" +
+	"\x0ebranch_allowed\x18\x04 \x01(\bR\rbranchAllowed\"\x15\n" +
+	"\x13GetPublicKeyRequest\"_\n" +
 	"\x14GetPublicKeyResponse\x12%\n" +
-	"\x0eauthorized_key\x18\x01 \x01(\tR\rauthorizedKey\"\x13\n" +
-	"\x11ListWritesRequest\"M\n" +
+	"\x0eauthorized_key\x18\x01 \x01(\tR\rauthorizedKey\x12 \n" +
+	"\vfingerprint\x18\x02 \x01(\tR\vfingerprint\"\x13\n" +
+	"\x11ListWritesRequest\"a\n" +
 	"\x05Write\x12\x12\n" +
 	"\x04kind\x18\x01 \x01(\tR\x04kind\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x18\n" +
-	"\asummary\x18\x03 \x01(\tR\asummary\"H\n" +
+	"\asummary\x18\x03 \x01(\tR\asummary\x12\x12\n" +
+	"\x04time\x18\x04 \x01(\tR\x04time\"H\n" +
 	"\x12ListWritesResponse\x122\n" +
 	"\x06writes\x18\x01 \x03(\v2\x1a.claudebox.keeper.v1.WriteR\x06writes2\x9c\x04\n" +
 	"\rKeeperService\x12Q\n" +
@@ -870,25 +923,26 @@ var file_claudebox_keeper_v1_keeper_proto_goTypes = []any{
 	(*ListWritesResponse)(nil),   // 13: claudebox.keeper.v1.ListWritesResponse
 }
 var file_claudebox_keeper_v1_keeper_proto_depIdxs = []int32{
-	7,  // 0: claudebox.keeper.v1.GetStatusResponse.files:type_name -> claudebox.keeper.v1.FileStatus
-	12, // 1: claudebox.keeper.v1.ListWritesResponse.writes:type_name -> claudebox.keeper.v1.Write
-	0,  // 2: claudebox.keeper.v1.KeeperService.Commit:input_type -> claudebox.keeper.v1.CommitRequest
-	2,  // 3: claudebox.keeper.v1.KeeperService.Push:input_type -> claudebox.keeper.v1.PushRequest
-	4,  // 4: claudebox.keeper.v1.KeeperService.Sign:input_type -> claudebox.keeper.v1.SignRequest
-	6,  // 5: claudebox.keeper.v1.KeeperService.GetStatus:input_type -> claudebox.keeper.v1.GetStatusRequest
-	9,  // 6: claudebox.keeper.v1.KeeperService.GetPublicKey:input_type -> claudebox.keeper.v1.GetPublicKeyRequest
-	11, // 7: claudebox.keeper.v1.KeeperService.ListWrites:input_type -> claudebox.keeper.v1.ListWritesRequest
-	1,  // 8: claudebox.keeper.v1.KeeperService.Commit:output_type -> claudebox.keeper.v1.CommitResponse
-	3,  // 9: claudebox.keeper.v1.KeeperService.Push:output_type -> claudebox.keeper.v1.PushResponse
-	5,  // 10: claudebox.keeper.v1.KeeperService.Sign:output_type -> claudebox.keeper.v1.SignResponse
-	8,  // 11: claudebox.keeper.v1.KeeperService.GetStatus:output_type -> claudebox.keeper.v1.GetStatusResponse
-	10, // 12: claudebox.keeper.v1.KeeperService.GetPublicKey:output_type -> claudebox.keeper.v1.GetPublicKeyResponse
-	13, // 13: claudebox.keeper.v1.KeeperService.ListWrites:output_type -> claudebox.keeper.v1.ListWritesResponse
-	8,  // [8:14] is the sub-list for method output_type
-	2,  // [2:8] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	7,  // 0: claudebox.keeper.v1.CommitResponse.files:type_name -> claudebox.keeper.v1.FileStatus
+	7,  // 1: claudebox.keeper.v1.GetStatusResponse.files:type_name -> claudebox.keeper.v1.FileStatus
+	12, // 2: claudebox.keeper.v1.ListWritesResponse.writes:type_name -> claudebox.keeper.v1.Write
+	0,  // 3: claudebox.keeper.v1.KeeperService.Commit:input_type -> claudebox.keeper.v1.CommitRequest
+	2,  // 4: claudebox.keeper.v1.KeeperService.Push:input_type -> claudebox.keeper.v1.PushRequest
+	4,  // 5: claudebox.keeper.v1.KeeperService.Sign:input_type -> claudebox.keeper.v1.SignRequest
+	6,  // 6: claudebox.keeper.v1.KeeperService.GetStatus:input_type -> claudebox.keeper.v1.GetStatusRequest
+	9,  // 7: claudebox.keeper.v1.KeeperService.GetPublicKey:input_type -> claudebox.keeper.v1.GetPublicKeyRequest
+	11, // 8: claudebox.keeper.v1.KeeperService.ListWrites:input_type -> claudebox.keeper.v1.ListWritesRequest
+	1,  // 9: claudebox.keeper.v1.KeeperService.Commit:output_type -> claudebox.keeper.v1.CommitResponse
+	3,  // 10: claudebox.keeper.v1.KeeperService.Push:output_type -> claudebox.keeper.v1.PushResponse
+	5,  // 11: claudebox.keeper.v1.KeeperService.Sign:output_type -> claudebox.keeper.v1.SignResponse
+	8,  // 12: claudebox.keeper.v1.KeeperService.GetStatus:output_type -> claudebox.keeper.v1.GetStatusResponse
+	10, // 13: claudebox.keeper.v1.KeeperService.GetPublicKey:output_type -> claudebox.keeper.v1.GetPublicKeyResponse
+	13, // 14: claudebox.keeper.v1.KeeperService.ListWrites:output_type -> claudebox.keeper.v1.ListWritesResponse
+	9,  // [9:15] is the sub-list for method output_type
+	3,  // [3:9] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_claudebox_keeper_v1_keeper_proto_init() }
