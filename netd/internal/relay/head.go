@@ -61,7 +61,7 @@ func readHead(c net.Conn, limit int, deadline time.Time) ([]byte, []byte, error)
 		if n > 0 {
 			start := max(0, len(buf)-3)
 			buf = append(buf, chunk[:n]...)
-			if buf[0] < 'A' || buf[0] > 'Z' {
+			if !methodPrefix(buf) {
 				return nil, nil, badHead(ReasonBadRequest, "not an HTTP/1 request")
 			}
 			if i := bytes.Index(buf[start:], []byte("\r\n\r\n")); i >= 0 {
@@ -83,6 +83,21 @@ func readHead(c net.Conn, limit int, deadline time.Time) ([]byte, []byte, error)
 			return nil, nil, err
 		}
 	}
+}
+
+// methodPrefix reports whether b can still begin an HTTP/1 request: an
+// upper-case method of at most 20 letters, then a space. Non-HTTP bytes
+// (TLS, SSH, HTTP/2 frames) are refused at once instead of at the deadline.
+func methodPrefix(b []byte) bool {
+	for i, c := range b {
+		switch {
+		case c == ' ' && i > 0:
+			return true
+		case c < 'A' || c > 'Z' || i >= 20:
+			return false
+		}
+	}
+	return true
 }
 
 func isToken(s string) bool {
