@@ -45,6 +45,9 @@ func TestPolicedEgress(t *testing.T) {
 	// The audit trail names the account and a launch for both decisions.
 	var allow, deny map[string]any
 	for _, rec := range netd.Records() {
+		if rec["msg"] != "audit" {
+			continue
+		}
 		blob := strings.ToLower(jsonish(rec))
 		switch {
 		case strings.Contains(blob, "allowed.test") && allow == nil:

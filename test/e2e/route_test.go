@@ -40,7 +40,7 @@ func TestNoDoorNoRoute(t *testing.T) {
 	for _, a := range hostAddrs(t) {
 		targets = append(targets, net.JoinHostPort(a, port))
 	}
-	args := []string{"e2e-noroute", "--", "probe", "net", "-dns", "example.com", "-dns", "host.containers.internal"}
+	args := []string{"e2e-noroute", "--", "probe", "net", "-dns", "claude-box-e2e.invalid", "-dns", "upstream.test"}
 	for _, tg := range targets {
 		args = append(args, "-dial", tg)
 	}

@@ -73,7 +73,7 @@ type ForkResult struct {
 // Run dispatches a probe subcommand and prints its report.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("usage: probe floor|net|sockets|write|read|https|forks|env|surface [flags]")
+		return errors.New("usage: probe floor|net|sockets|write|read|https|forks|env|surface|wait [flags]")
 	}
 	var r Report
 	r.UID, r.GID = os.Getuid(), os.Getgid()
@@ -116,6 +116,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		r.Forks = forks(ctx, *limit)
 	case "env":
 		r.Env = environ()
+	case "wait":
+		// Wait until every -dial address accepts a connection (5 s each).
+		r.Dial = map[string]string{}
+		for _, a := range dial {
+			r.Dial[a] = errString(waitDial(ctx, a, 5*time.Second))
+		}
 	case "surface":
 		// What a box can learn about its grants: its environment (with
 		// $CLAUDE_BOX_CAPABILITIES), the sockets it holds, its network, and
@@ -360,4 +366,22 @@ func forks(ctx context.Context, limit int) *ForkResult {
 	}
 	res.Started = len(cmds)
 	return res
+}
+
+// waitDial polls addr until it accepts a TCP connection or timeout passes.
+func waitDial(ctx context.Context, addr string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		d := net.Dialer{Timeout: time.Second}
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err == nil {
+			return c.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
