@@ -99,12 +99,12 @@ func manifest(t *testing.T, r probe.Report) guestroom.Manifest {
 	return m
 }
 
-// launchID is the launch id the manifest carries.
-func launchID(t *testing.T, m guestroom.Manifest) string {
+// launchID is the launch id the box was told ($CLAUDE_BOX_LAUNCH).
+func launchID(t *testing.T, r probe.Report) string {
 	t.Helper()
-	id := m.Extra["launch_id"]
+	id := r.Env["CLAUDE_BOX_LAUNCH"]
 	if id == "" {
-		t.Fatalf("manifest carries no launch_id: %+v", m.Extra)
+		t.Fatalf("no CLAUDE_BOX_LAUNCH in the box's environment")
 	}
 	return id
 }

@@ -56,6 +56,7 @@ func TestPolicedEgress(t *testing.T) {
 			deny = rec
 		}
 	}
+	launches := map[string]string{"allow": r.Launch, "deny": d.Launch}
 	for name, rec := range map[string]map[string]any{"allow": allow, "deny": deny} {
 		if rec == nil {
 			t.Errorf("no %s audit record in netd's log:\n%s", name, netd.LogTail())
@@ -64,8 +65,8 @@ func TestPolicedEgress(t *testing.T) {
 		if rec["account"] != "e2e-egress" {
 			t.Errorf("%s audit record account = %v, want e2e-egress: %v", name, rec["account"], rec)
 		}
-		if s, _ := rec["launch"].(string); s == "" {
-			t.Errorf("%s audit record names no launch: %v", name, rec)
+		if s, _ := rec["launch"].(string); s == "" || s != launches[name] {
+			t.Errorf("%s audit record launch = %q, want the box's launch %q: %v", name, s, launches[name], rec)
 		}
 	}
 	if deny != nil && deny["allow"] != false {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"os/exec"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -64,7 +65,7 @@ func TestRevocation(t *testing.T) {
 
 	t.Run("exit", func(t *testing.T) {
 		r := w.ok(t, "e2e-revoke", "--scout", "--net", "--", "probe", "env").probe(t)
-		id := launchID(t, manifest(t, r))
+		id := launchID(t, r)
 		if live := w.liveLaunches(t); len(live) != 0 {
 			t.Errorf("after launch %s exited, daemons still hold %v", id, live)
 		}
@@ -93,8 +94,15 @@ func TestRevocation(t *testing.T) {
 		if len(sockets) < 2 {
 			t.Errorf("live launch has sockets %v, want one per door", sockets)
 		}
-		ps, _ := w.s.podman.CLI(ctx, "ps", "--format", "{{.ID}}")
-		containers := strings.Fields(string(ps))
+		var ids []string
+		for _, l := range live {
+			ids = append(ids, l...)
+		}
+		var containers []string
+		for _, id := range ids {
+			ps, _ := w.s.podman.CLI(ctx, "ps", "--filter", "label=io.claude-box.launch="+id, "--format", "{{.ID}}")
+			containers = append(containers, strings.Fields(string(ps))...)
+		}
 
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
 			t.Fatal(err)
@@ -107,6 +115,8 @@ func TestRevocation(t *testing.T) {
 		if !harness.WaitFor(10*time.Second, func() bool { return len(w.launchSockets(t)) == 0 }) {
 			t.Errorf("after SIGKILL of the launcher, sockets remain: %v", w.launchSockets(t))
 		}
+		sort.Strings(containers)
+		containers = slices.Compact(containers)
 		// A box that outlived its launcher holds dead doors.
 		for _, c := range containers {
 			o, err := w.s.podman.CLI(ctx, "exec", c, "/usr/local/bin/probe", "sockets", "-path", "/run/doors/scoutd.sock", "-path", "/run/doors/netd.sock")

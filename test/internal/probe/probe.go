@@ -34,6 +34,7 @@ const RulebookPath = "/tmp/rulebook.txt"
 
 // Report is what a probe prints. Fields a check does not fill stay empty.
 type Report struct {
+	Launch     string            `json:"launch,omitempty"` // $CLAUDE_BOX_LAUNCH, always filled
 	UID        int               `json:"uid"`
 	GID        int               `json:"gid"`
 	Status     map[string]string `json:"status,omitempty"`      // selected /proc/self/status fields
@@ -77,6 +78,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	var r Report
 	r.UID, r.GID = os.Getuid(), os.Getgid()
+	r.Launch = os.Getenv("CLAUDE_BOX_LAUNCH")
 	fl := flag.NewFlagSet(args[0], flag.ContinueOnError)
 	fl.SetOutput(stderr)
 	var dial, dns, paths multi
