@@ -26,5 +26,19 @@ require (
 	github.com/xanzy/ssh-agent v0.3.3 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
+	golang.org/x/text v0.41.0 // indirect
+	google.golang.org/genproto/googleapis/rpc v0.0.0-20260706201446-f0a921348800 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
+)
+
+require (
+	github.com/bounded-systems/claude-box/guestroom v0.0.0
+	github.com/bounded-systems/claude-box/proto v0.0.0
+	google.golang.org/grpc v1.84.0
+)
+
+replace (
+	github.com/bounded-systems/claude-box/guestroom => ../guestroom
+	github.com/bounded-systems/claude-box/proto => ../proto
 )
