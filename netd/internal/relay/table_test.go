@@ -233,4 +233,7 @@ func TestForwardedHead(t *testing.T) {
 	if seen[0] != want {
 		t.Fatalf("upstream saw %q\nwant %q", seen[0], want)
 	}
+	if strings.Contains(s.logs.String(), "secret") {
+		t.Fatal("a proxy credential reached the log")
+	}
 }
