@@ -2,9 +2,11 @@ package scout
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"regexp"
 	"strings"
 	"sync"
@@ -125,6 +127,10 @@ func (s *Scout) checkURL(raw string, sc scope) (dest.URL, error) {
 	if err != nil {
 		return dest.URL{}, err
 	}
+	// net/http reads the URL again: it must see the same host, and no user.
+	if p, err := url.Parse(u.String()); err != nil || p.User != nil || !strings.EqualFold(p.Hostname(), u.Target.Host) {
+		return dest.URL{}, &Error{Kind: KindInvalid, Reason: dest.ReasonBadTarget, Err: fmt.Errorf("url %q does not parse the same way twice", raw)}
+	}
 	if u.Scheme == "http" && !s.allowHTTP {
 		return dest.URL{}, denied(ReasonHTTPNotAllowed, "%s: plain http is not allowed", u.Target.Host)
 	}
@@ -185,10 +191,15 @@ func (b *idleBody) Read(p []byte) (int, error) {
 	timer := time.AfterFunc(b.idle, func() { b.cancel(errIdle) })
 	n, err := b.rc.Read(p)
 	timer.Stop()
-	if err != nil && err != io.EOF {
-		if context.Cause(b.ctx) == errIdle {
-			return n, errIdle
+	if err != nil && b.ctx.Err() != nil {
+		// net/http can report a clean EOF for an exchange it cancelled: a
+		// cancelled exchange never ends a body, whatever the read said.
+		cause := context.Cause(b.ctx)
+		var e *Error
+		if errors.As(cause, &e) {
+			return n, e
 		}
+		return n, cause
 	}
 	return n, err
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/go-git/go-git/v5/storage/memory"
 
 	"github.com/bounded-systems/claude-box/guestroom"
+	"github.com/bounded-systems/claude-box/guestroom/dest"
 )
 
 // SnapshotRequest asks for a repository's tree at a ref.
@@ -82,8 +83,8 @@ func (s *Scout) snapshot(ctx context.Context, req SnapshotRequest, maxBytes, max
 	if err := checkRef(req.Ref); err != nil {
 		return SnapshotResult{}, err
 	}
-	pre, err := s.checkURL(req.URL, scope{caveats: req.Caveats})
-	if err != nil && !errors.Is(err, guestroom.ErrCaveatDenied) {
+	pre, err := dest.ParseURL(req.URL)
+	if err != nil {
 		return SnapshotResult{}, err
 	}
 	if strings.Contains(pre.RequestURI, "?") {
