@@ -36,17 +36,12 @@
       # The Go part of the tree and the facts the packages are built from.
       source = import ./nix/source.nix { root = ./.; };
       version = "0.1.0";
-      commit = self.shortRev or self.dirtyShortRev or "unknown";
 
       packagesFor =
         system:
         import ./nix/packages.nix {
           pkgs = pkgsFor system;
-          inherit
-            source
-            version
-            commit
-            ;
+          inherit source version;
           # Linux builds its own image; darwin runs (and pins) the image of
           # its Linux twin.
           linuxPackages = if lib.hasSuffix "-linux" system then null else self.packages.${linuxOf system};

@@ -11,6 +11,7 @@
 let
   inherit (pkgs) lib;
   box = import ../images/box.nix;
+  goModule = import ./go-module.nix { inherit pkgs source version; };
 
   # The go directive of every module is go 1.25.0.
   goVersionOk =
@@ -20,16 +21,9 @@ let
   unitTests =
     module:
     assert goVersionOk;
-    pkgs.buildGoModule {
+    goModule {
       pname = "claude-box-${module}-tests";
-      inherit version;
-      inherit (source) src;
-      modRoot = module;
-      vendorHash = source.vendorHashes.${module};
-      env = {
-        CGO_ENABLED = "0";
-        GOWORK = "off";
-      };
+      inherit module;
       # podman's bindings build without cgo only with these tags.
       tags = lib.optionals (builtins.elem module [ "launcher" "test" ]) source.launcherTags;
       # keeperd's tests verify signatures with real git and ssh-keygen.

@@ -15,6 +15,7 @@
 #   cmds          every binary the flake builds has its main package
 #   setup         nix/setup.sh --dry-run writes the units it should
 #   containerfile images/Containerfile matches images/box.nix and is pinned
+#   shell         shellcheck on the scripts in nix/ (when it is installed)
 #   hashes        every vendorHash matches `go mod vendor` (nix/hashes.sh --check)
 #
 # What cannot be checked here (building anything, the real nixpkgs) is listed
@@ -22,7 +23,7 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-cd "$root"
+cd "$root" || exit 1
 
 # While binaries are still landing, a missing main package is reported but
 # not fatal; set to 1 once every cmd exists.
@@ -106,6 +107,7 @@ check_go_directive() {
 }
 
 check_pin() {
+  # shellcheck disable=SC2016 # a nix expression, not shell
   nix-instantiate --eval --strict --json -E '
     let
       lock = builtins.fromJSON (builtins.readFile ./flake.lock);
@@ -273,6 +275,14 @@ check_containerfile() {
   return $status
 }
 
+check_shellcheck() {
+  if ! command -v shellcheck >/dev/null; then
+    echo "note: shellcheck not installed; skipped (apt-get install -y shellcheck)"
+    return 0
+  fi
+  shellcheck "$root"/nix/*.sh
+}
+
 check_hashes() {
   bash "$root/nix/hashes.sh" --check
 }
@@ -286,6 +296,7 @@ check flake-check check_flake
 check cmds check_cmds
 check setup check_setup
 check containerfile check_containerfile
+check shell check_shellcheck
 check hashes check_hashes
 
 echo

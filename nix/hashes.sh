@@ -1,21 +1,25 @@
 #!/usr/bin/env bash
-# hashes.sh — compute every Go module's vendorHash exactly as nixpkgs'
-# buildGoModule does, and write (or check) nix/vendor-hashes.json.
+# hashes.sh — compute every Go module's vendorHash exactly as the flake's
+# buildGoModule derivations do, and write (or check) nix/vendor-hashes.json.
 #
-# What buildGoModule does (pkgs/build-support/go/module.nix): its fixed-output
-# "goModules" derivation unpacks `src` (here: the whole repository, so that
-# `replace ../sibling` directives resolve), cd's into modRoot, runs
-# `go mod vendor`, and copies vendor/ to $out; vendorHash is the sha256 NAR
-# hash of that directory, in SRI form. `go mod vendor` copies the packages of
-# directory-replaced sibling modules into vendor/ too, so a module's hash moves
-# when the source of a sibling package it imports changes, not only when a
-# dependency is bumped. A module with nothing to vendor must say
+# What the flake does (nix/go-module.nix over nixpkgs'
+# pkgs/build-support/go/module.nix): the fixed-output "goModules" derivation
+# unpacks `src` (the whole Go tree, so that `replace ../sibling` directives
+# resolve), cd's into modRoot, runs `go mod vendor`, then — our
+# overrideModAttrs — strips the copies of the repository's own modules
+# (nix/vendor-siblings.sh strip), and copies vendor/ to $out; vendorHash is
+# the sha256 NAR hash of that directory, in SRI form. So the hash covers the
+# third-party code and vendor/modules.txt: it moves when a go.mod/go.sum
+# changes or when the set of sibling packages a module imports changes, not
+# on every edit of a sibling. A module with nothing to vendor must say
 # `vendorHash = null` (nixpkgs refuses an empty vendor/): we write null.
 #
-# We reproduce it offline-ish: copy the files a flake would see (git-tracked
-# files, with their working-tree contents; go.work removed, GOWORK=off), run
-# `go mod vendor` in each module with the Go module proxy, and hash vendor/
-# with nix-bin's `nix hash path`. Assumption, documented in docs/BUILD.md:
+# We reproduce it: copy the files a flake would see (git-tracked files with
+# their working-tree contents; go.work removed, GOWORK=off), run
+# `go mod vendor` in each module with the Go module proxy, strip, and hash
+# vendor/ with nix-bin's `nix hash path`. Then we restore the siblings as every
+# nix build does and check that the tree resolves every import, tests
+# included, with -mod=vendor. Assumption, documented in docs/BUILD.md:
 # nixpkgs' Go at the pinned revision writes the same vendor/ tree as the local
 # Go (the vendor format has been stable since Go 1.21 for a `go 1.25.0` module).
 #
@@ -26,7 +30,7 @@
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-mode=write
+mode='write'
 source=worktree
 out="$root/nix/vendor-hashes.json"
 
@@ -37,7 +41,7 @@ while [ $# -gt 0 ]; do
     --check) mode=check ;;
     --source) shift; source=${1:-}; [ "$source" = worktree ] || [ "$source" = HEAD ] || die "--source takes worktree or HEAD" ;;
     --out) shift; out=${1:-} ;;
-    -h|--help) sed -n '2,27p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) die "unknown argument $1 (try --help)" ;;
   esac
   shift
@@ -74,9 +78,11 @@ for gomod in "$src"/*/go.mod; do
 done
 [ ${#modules[@]} -gt 0 ] || die "no modules found under $src"
 
-export GOWORK=off GOFLAGS= GOTOOLCHAIN=local GO111MODULE=on
+export GOWORK=off GOFLAGS='' GOTOOLCHAIN=local GO111MODULE=on
+siblings="$root/nix/vendor-siblings.sh"
+launcher_tags=$(tr -s ' \n' ' ' <"$src/launcher/build.tags" 2>/dev/null || true)
 hash_module() {
-  local m=$1 dir="$src/$1"
+  local m=$1 dir="$src/$1" tags=""
   if [ -d "$dir/vendor" ]; then
     die "$m: a committed vendor/ directory exists; buildGoModule would refuse it"
   fi
@@ -88,7 +94,15 @@ hash_module() {
     echo null
     return
   fi
+  (cd "$dir" && bash "$siblings" strip vendor) || die "$m: stripping the sibling modules failed"
   nixcmd hash path --type sha256 "$dir/vendor"
+  # What every nix build does next: put the siblings back, build -mod=vendor.
+  case "$m" in launcher | test) tags=$launcher_tags ;; esac
+  if ! (cd "$dir" && bash "$siblings" restore vendor &&
+    GOFLAGS=-mod=vendor go list -tags "$tags" -deps -test ./... >/dev/null) 2>"$tmp/$m.list"; then
+    cat "$tmp/$m.list" >&2
+    die "$m: the vendor tree nix would assemble does not resolve every import"
+  fi
 }
 
 json="{"

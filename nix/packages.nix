@@ -10,7 +10,6 @@
   pkgs,
   source,
   version,
-  commit,
   linuxPackages ? null,
 }:
 let
@@ -22,8 +21,9 @@ let
   # (CLAUDE_BOX_IMAGE_DIGEST overrides it at run time).
   digestVar = "main.imageDigest";
 
-  # One binary = one buildGoModule: src is the whole Go tree so that the
-  # `replace ../sibling` directives resolve; modRoot names the module.
+  goModule = import ./go-module.nix { inherit pkgs source version; };
+
+  # One binary = one buildGoModule from its own module (nix/go-module.nix).
   goBinary =
     {
       pname,
@@ -33,26 +33,20 @@ let
       postConfigure ? "",
       description,
     }:
-    pkgs.buildGoModule {
+    goModule {
       inherit
         pname
-        version
+        module
         tags
         postConfigure
         ;
-      inherit (source) src;
-      modRoot = module;
       subPackages = [ cmd ];
-      vendorHash = source.vendorHashes.${module};
-      env = {
-        CGO_ENABLED = "0";
-        GOWORK = "off";
-      };
       ldflags = [
         "-s"
         "-w"
+        # The version only, never the commit: a docs-only commit must not
+        # change the in-box binaries and with them the image digest.
         "-X main.version=${version}"
-        "-X main.commit=${commit}"
       ];
       # The unit tests run once per module in `checks`, not once per binary.
       doCheck = false;

@@ -176,6 +176,27 @@ let
         )
       ) goNames
     ) systems;
+    siblingsStrippedAndRestored = all (
+      s:
+      all (
+        n:
+        !(outputs.packages.${s} ? ${n})
+        || (
+          let
+            a = outputs.packages.${s}.${n}.stubArgs;
+          in
+          has "vendor-siblings.sh strip vendor" (a.overrideModAttrs { }).postBuild
+          && lib.hasPrefix "bash " a.postConfigure
+          && has "vendor-siblings.sh restore vendor" a.postConfigure
+        )
+      ) goNames
+    ) systems;
+    launcherRestoresBeforeLinking =
+      let
+        pc = outputs.packages.x86_64-linux.claude-box.stubArgs.postConfigure;
+        parts = builtins.split "restore vendor" pc;
+      in
+      builtins.length parts == 3 && has "main.imageDigest" (builtins.elemAt parts 2);
     launcherTags = all (s: outputs.packages.${s}.claude-box.stubArgs.tags == source.launcherTags) systems;
     launcherTagsComplete =
       sorted source.launcherTags == sorted [
