@@ -80,6 +80,6 @@
         }
       );
 
-      formatter = forSystems (linuxSystems ++ darwinSystems) (system: (pkgsFor system).nixfmt-rfc-style);
+      formatter = forSystems (linuxSystems ++ darwinSystems) (system: (pkgsFor system).nixfmt);
     };
 }

@@ -28,9 +28,15 @@ pkgs.buildGoModule (
     modRoot = module;
     env = {
       CGO_ENABLED = "0";
-      GOWORK = "off";
     }
     // (args.env or { });
+    # go.work is not in src, so no build can fall into workspace mode; say
+    # it anyway. preBuild also runs in the vendor derivation, before
+    # `go mod vendor` (a shell export cannot clash with an attribute
+    # nixpkgs' builder might set itself).
+    preBuild = ''
+      export GOWORK=off
+    '' + (args.preBuild or "");
     overrideModAttrs = _: {
       postBuild = ''
         bash ${siblings} strip vendor

@@ -54,7 +54,7 @@ rec {
   podman = pkg "podman" "5.6.0";
   gnumake = pkg "gnumake" "4.4.1";
   nix = pkg "nix" "2.30.0";
-  nixfmt-rfc-style = pkg "nixfmt" "1.0.0";
+  nixfmt = pkg "nixfmt" "1.0.0";
 
   buildGoModule =
     args:

@@ -170,7 +170,7 @@ let
           a.modRoot == binaries.${n}.module
         && a.subPackages == [ binaries.${n}.cmd ]
         && a.vendorHash == source.vendorHashes.${a.modRoot}
-        && a.env.GOWORK == "off"
+        && has "export GOWORK=off" a.preBuild
         && a.env.CGO_ENABLED == "0"
           && elem "-X main.version=0.1.0" a.ldflags
         )
@@ -368,7 +368,7 @@ let
       let
         a = outputs.checks.x86_64-linux.${m}.stubArgs;
       in
-      a.doCheck && a.modRoot == m && a.env.GOWORK == "off" && a.vendorHash == source.vendorHashes.${m}
+      a.doCheck && a.modRoot == m && has "export GOWORK=off" a.preBuild && a.vendorHash == source.vendorHashes.${m}
     ) source.modules;
 
     devShellTools =
