@@ -16,10 +16,11 @@ let
   inherit (pkgs) lib;
   isLinux = pkgs.stdenv.hostPlatform.isLinux;
 
-  # Where the launcher keeps the image pin it was built with. The launcher
-  # compares the image id podman reports with it before every launch
-  # (CLAUDE_BOX_IMAGE_DIGEST overrides it at run time).
-  digestVar = "main.imageDigest";
+  # Where the launcher keeps the image pin it was built with
+  # (launcher/internal/plan.PinnedDigest). The launcher resolves the image to
+  # its id and refuses to run it unless it matches (CLAUDE_BOX_IMAGE_DIGEST
+  # overrides it at run time).
+  digestVar = "github.com/bounded-systems/claude-box/launcher/internal/plan.PinnedDigest";
 
   goModule = import ./go-module.nix { inherit pkgs source version; };
 

@@ -196,7 +196,7 @@ let
         pc = outputs.packages.x86_64-linux.claude-box.stubArgs.postConfigure;
         parts = builtins.split "restore vendor" pc;
       in
-      builtins.length parts == 3 && has "main.imageDigest" (builtins.elemAt parts 2);
+      builtins.length parts == 3 && has "launcher/internal/plan.PinnedDigest=$imageDigest" (builtins.elemAt parts 2);
     launcherTags = all (s: outputs.packages.${s}.claude-box.stubArgs.tags == source.launcherTags) systems;
     launcherTagsComplete =
       sorted source.launcherTags == sorted [
@@ -211,7 +211,7 @@ let
         pc = outputs.packages.${s}.claude-box.stubArgs.postConfigure;
         linuxTwin = if s == "x86_64-darwin" then "x86_64-linux" else if s == "aarch64-darwin" then "aarch64-linux" else s;
       in
-      has "main.imageDigest" pc
+      has "launcher/internal/plan.PinnedDigest=$imageDigest" pc
       && has (builtins.unsafeDiscardStringContext outputs.packages.${linuxTwin}.claude-image-digest.outPath) pc
     ) systems;
     digestReadsTheImage = all (
