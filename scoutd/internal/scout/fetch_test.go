@@ -211,7 +211,6 @@ func TestFetchRefuses(t *testing.T) {
 	}
 }
 
-
 // gzipBomb returns n MiB of zeros as a multistream gzip: one compressed
 // MiB repeated, small on the wire and cheap to build.
 func gzipBomb(t *testing.T, n int) []byte {

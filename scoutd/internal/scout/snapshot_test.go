@@ -87,7 +87,7 @@ func gitRepo(t testing.TB, files int) (work, root string) {
 
 func gitHandler(root string) http.Handler {
 	return &cgi.Handler{
-		Path: httpBackend,
+		Path:   httpBackend,
 		Env:    []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1"},
 		Stderr: io.Discard,
 	}

@@ -1,0 +1,223 @@
+package daemon
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/bounded-systems/claude-box/guestroom/dest"
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	"github.com/bounded-systems/claude-box/scoutd/internal/egressdoor"
+	"github.com/bounded-systems/claude-box/scoutd/internal/scout"
+	"github.com/bounded-systems/claude-box/scoutd/internal/server"
+)
+
+// EnvSocket overrides the control socket path.
+const EnvSocket = "SCOUTD_SOCK"
+
+const usage = `usage: scoutd COMMAND [flags]
+
+commands:
+  serve     serve the scout door (control socket; --door for a standing door)
+  version   print the version
+
+serve flags:
+  --socket PATH          control socket (env SCOUTD_SOCK; default ~/.claude-box/run/scoutd.sock)
+  --door PATH            also serve a standing, unscoped guest door at PATH
+  --doors-dir DIR        directory for minted launch sockets (default scoutd.doors beside the socket)
+  --config FILE          JSON config, {"version": 1, ...}; unknown keys are refused
+  --allow LIST           allowlist entries: host, .domain, host:port (repeatable, comma-separated)
+  --allow-http           admit plain http:// URLs
+  --resolve HOST=IP      static answer for HOST (repeatable)
+  --allow-private CIDR   let names resolve into this non-public prefix (repeatable)
+  --github-api URL       GitHub REST base (default https://api.github.com)
+  --token-file FILE      GitHub read token (else $SCOUTD_TOKEN, else $GH_TOKEN)
+  --egress-door PATH     send scoutd's own traffic through this netd door
+  --log-level LEVEL      debug, info, warn, error
+`
+
+// Version is the daemon's version: the module version, or "dev".
+func Version() string {
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+		return bi.Main.Version
+	}
+	return "dev"
+}
+
+// Env is what Run needs from the process.
+type Env struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// RootCAs overrides the system pool (tests).
+	RootCAs *x509.CertPool
+	// Ready, when set, is called once the control socket is listening.
+	Ready func(controlSocket string)
+}
+
+// Run runs scoutd with args (without the program name).
+func Run(ctx context.Context, args []string, env Env) error {
+	if env.Getenv == nil {
+		env.Getenv = func(string) string { return "" }
+	}
+	if len(args) == 0 {
+		_, _ = io.WriteString(env.Stderr, usage)
+		return errors.New("no command")
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], env)
+	case "version", "--version":
+		_, err := fmt.Fprintf(env.Stdout, "scoutd %s\n", Version())
+		return err
+	case "help", "-h", "--help":
+		_, err := io.WriteString(env.Stdout, usage)
+		return err
+	}
+	_, _ = io.WriteString(env.Stderr, usage)
+	return fmt.Errorf("unknown command %q", args[0])
+}
+
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(s string) error { *l = append(*l, s); return nil }
+
+func defaultSocket(getenv func(string) string) string {
+	if s := getenv(EnvSocket); s != "" {
+		return s
+	}
+	home := getenv("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".claude-box", "run", "scoutd.sock")
+}
+
+func serve(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.Usage = func() { _, _ = io.WriteString(env.Stderr, usage) }
+	var s Settings
+	var allow, resolve, private listFlag
+	sock := fs.String("socket", defaultSocket(env.Getenv), "control socket")
+	doorPath := fs.String("door", "", "standing door")
+	doorsDir := fs.String("doors-dir", "", "minted sockets directory")
+	fs.StringVar(&s.ConfigFile, "config", "", "config file")
+	fs.Var(&allow, "allow", "allowlist entries")
+	fs.BoolVar(&s.AllowHTTP, "allow-http", false, "admit http://")
+	fs.Var(&resolve, "resolve", "HOST=IP")
+	fs.Var(&private, "allow-private", "CIDR")
+	fs.StringVar(&s.GitHubAPI, "github-api", "", "GitHub REST base URL")
+	fs.StringVar(&s.TokenFile, "token-file", "", "token file")
+	egress := fs.String("egress-door", "", "netd door for scoutd's own traffic")
+	level := fs.String("log-level", "info", "log level")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve takes no arguments, got %q", fs.Args())
+	}
+	s.Allow, s.Resolve, s.AllowPrivate, s.Getenv = allow, resolve, private, env.Getenv
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	log := slog.New(slog.NewJSONHandler(env.Stderr, &slog.HandlerOptions{Level: lv}))
+
+	pol, err := Load(s)
+	if err != nil {
+		return err
+	}
+	cfg := scout.Config{
+		Allow:     pol.Allow,
+		AllowHTTP: pol.AllowHTTP,
+		Resolver:  &dest.Static{Hosts: pol.Resolve, Next: dest.NewGoResolver()},
+		Addrs:     dest.AddrPolicy{AllowPrivate: pol.AllowPrivate},
+		RootCAs:   env.RootCAs,
+		Limits:    pol.Limits,
+		GitHubAPI: pol.GitHubAPI,
+		Token:     pol.Token,
+		UserAgent: "claude-box-scoutd/" + Version(),
+	}
+	if *egress != "" {
+		cc, err := door.Dial(*egress)
+		if err != nil {
+			return fmt.Errorf("--egress-door: %w", err)
+		}
+		defer func() { _ = cc.Close() }()
+		cfg.Dialer = egressdoor.New(cc)
+	}
+	sc, err := scout.New(cfg)
+	if err != nil {
+		return err
+	}
+	for _, pf := range pol.AllowPrivate {
+		log.Warn("ALLOW-PRIVATE: scout reads may reach non-public addresses in this prefix", slog.String("prefix", pf.String()))
+	}
+	srv := server.New(sc, log, Version())
+	dir := *doorsDir
+	if dir == "" {
+		dir = filepath.Join(filepath.Dir(*sock), "scoutd.doors")
+	}
+	m, err := door.NewMinter(door.MinterConfig{
+		Door: "scout", Version: Version(), Dir: dir, Logger: log,
+		Register: srv.Register,
+		Validate: func(b door.Binding) error {
+			if len(b.Bindings) > 0 {
+				return errors.New("scout door takes no bindings")
+			}
+			return scout.ValidateCaveats(b.Caveats)
+		},
+		PolicySummary: pol.Summary,
+	})
+	if err != nil {
+		return err
+	}
+	control := door.NewServer(door.Config{Door: "scout", Logger: log, Authorize: door.SameUser()})
+	m.RegisterControl(control.GRPC())
+	l, err := door.Listen(*sock)
+	if err != nil {
+		m.Close(context.Background())
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- control.Serve(l) }()
+	shutdown := func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		control.Stop(sctx)
+		m.Close(sctx)
+	}
+	if *doorPath != "" {
+		if err := m.Standing(*doorPath, door.Binding{Account: "default", LaunchID: door.StandingDoorID}); err != nil {
+			shutdown()
+			return err
+		}
+	}
+	log.Info("scoutd serving", slog.String("socket", *sock), slog.String("door", *doorPath),
+		slog.String("doors_dir", dir), slog.String("egress_door", *egress), slog.String("policy", pol.Summary()))
+	if env.Ready != nil {
+		env.Ready(*sock)
+	}
+	select {
+	case <-ctx.Done():
+		shutdown()
+		log.Info("scoutd stopped")
+		return nil
+	case err := <-served:
+		shutdown()
+		return fmt.Errorf("control socket: %w", err)
+	}
+}

@@ -1,0 +1,400 @@
+// Package server adapts the scout domain to the scout/v1 door: it converts
+// messages, reads the caller's caveats from the door's binding (never from
+// the request), maps domain errors to gRPC status in one function, and
+// writes exactly one audit record per request.
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/url"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	scoutv1 "github.com/bounded-systems/claude-box/proto/claudebox/scout/v1"
+	"github.com/bounded-systems/claude-box/scoutd/internal/scout"
+)
+
+// ErrorDomain is the domain of the google.rpc.ErrorInfo on every error.
+const ErrorDomain = "scout.claudebox"
+
+// ChunkSize is the largest body chunk sent in one message.
+const ChunkSize = 256 << 10
+
+// Audit attribute keys beside the runtime's fixed ones.
+const (
+	keyKind    = "kind"
+	keyBytes   = "bytes"
+	keyStatus  = "status"
+	keySHA256  = "sha256"
+	keyCommit  = "commit"
+	keyElapsed = "elapsed_ms"
+)
+
+// Server serves scout/v1 on a door.
+type Server struct {
+	scoutv1.UnimplementedScoutServiceServer
+	scout   *scout.Scout
+	log     *slog.Logger
+	version string
+	summary string
+}
+
+// New returns a Server over s. log receives the audit records.
+func New(s *scout.Scout, log *slog.Logger, version string) *Server {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{scout: s, log: log, version: version, summary: Summary(s)}
+}
+
+// Register registers the scout service on g (for door.MinterConfig.Register).
+func (s *Server) Register(g *grpc.Server) { scoutv1.RegisterScoutServiceServer(g, s) }
+
+// Summary is the one-line policy summary of s.
+func Summary(s *scout.Scout) string {
+	l := s.Limits()
+	var b strings.Builder
+	b.WriteString("allow=")
+	if a := s.Allowlist(); len(a) > 0 {
+		b.WriteString(strings.Join(a, ","))
+	} else {
+		b.WriteString("(none)")
+	}
+	b.WriteString(" github=" + s.GitHubAPI())
+	if s.HasToken() {
+		b.WriteString(" (token)")
+	}
+	b.WriteString(" max_bytes=" + itoa(l.MaxBytes) + " timeout=" + l.Timeout.String())
+	return b.String()
+}
+
+// Fetch implements scoutv1.ScoutServiceServer.
+func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingServer[scoutv1.FetchResponse]) error {
+	ctx := stream.Context()
+	start := time.Now()
+	b, _ := door.BindingFrom(ctx)
+	w := &fetchWriter{stream: stream}
+	head, dg, err := s.scout.Fetch(ctx, scout.FetchRequest{
+		URL:      req.GetUrl(),
+		MaxBytes: req.GetMaxBytes(),
+		Timeout:  time.Duration(req.GetTimeoutMs()) * time.Millisecond,
+		Caveats:  b.Caveats,
+	}, w)
+	if err == nil {
+		err = w.finish(&scoutv1.FetchTrailer{Size: dg.Size, Sha256: dg.SHA256})
+	}
+	s.audit(ctx, "fetch", redactURL(req.GetUrl()), err, start,
+		slog.Int64(keyBytes, w.sent), slog.Int(keyStatus, head.Status), slog.String(keySHA256, dg.SHA256))
+	return toStatus(ctx, err)
+}
+
+// Snapshot implements scoutv1.ScoutServiceServer.
+func (s *Server) Snapshot(req *scoutv1.SnapshotRequest, stream grpc.ServerStreamingServer[scoutv1.SnapshotResponse]) error {
+	ctx := stream.Context()
+	start := time.Now()
+	b, _ := door.BindingFrom(ctx)
+	w := &snapWriter{stream: stream}
+	res, err := s.scout.Snapshot(ctx, scout.SnapshotRequest{
+		URL:      req.GetUrl(),
+		Ref:      req.GetRef(),
+		MaxBytes: req.GetMaxBytes(),
+		MaxFiles: req.GetMaxFiles(),
+		Caveats:  b.Caveats,
+	}, w)
+	if err == nil {
+		err = w.finish(&scoutv1.SnapshotTrailer{Commit: res.Commit, Entries: res.Entries, Size: res.Size, Sha256: res.SHA256})
+	}
+	target := redactURL(req.GetUrl())
+	if req.GetRef() != "" {
+		target += "@" + req.GetRef()
+	}
+	s.audit(ctx, "snapshot", target, err, start,
+		slog.Int64(keyBytes, w.sent), slog.String(keyCommit, res.Commit), slog.String(keySHA256, res.SHA256))
+	return toStatus(ctx, err)
+}
+
+// GetIssue implements scoutv1.ScoutServiceServer.
+func (s *Server) GetIssue(ctx context.Context, req *scoutv1.GetIssueRequest) (*scoutv1.GetIssueResponse, error) {
+	start := time.Now()
+	b, _ := door.BindingFrom(ctx)
+	is, err := s.scout.Issue(ctx, scout.IssueRequest{Repo: req.GetRepo(), Number: req.GetNumber(), Comments: req.GetComments(), Caveats: b.Caveats})
+	s.audit(ctx, "issue", req.GetRepo()+"#"+itoa(req.GetNumber()), err, start)
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return &scoutv1.GetIssueResponse{Issue: issueMsg(is)}, nil
+}
+
+// GetPullRequest implements scoutv1.ScoutServiceServer.
+func (s *Server) GetPullRequest(ctx context.Context, req *scoutv1.GetPullRequestRequest) (*scoutv1.GetPullRequestResponse, error) {
+	start := time.Now()
+	b, _ := door.BindingFrom(ctx)
+	pr, err := s.scout.PullRequest(ctx, scout.PullRequestRequest{Repo: req.GetRepo(), Number: req.GetNumber(), Comments: req.GetComments(), Diff: req.GetDiff(), Caveats: b.Caveats})
+	s.audit(ctx, "pull_request", req.GetRepo()+"#"+itoa(req.GetNumber()), err, start, slog.Int(keyBytes, len(pr.Diff)))
+	if err != nil {
+		return nil, toStatus(ctx, err)
+	}
+	return &scoutv1.GetPullRequestResponse{
+		Issue:   issueMsg(pr.Issue),
+		Head:    valid(pr.Head),
+		Base:    valid(pr.Base),
+		Diff:    valid(pr.Diff),
+		HeadSha: valid(pr.HeadSHA),
+		Merged:  pr.Merged,
+		Draft:   pr.Draft,
+	}, nil
+}
+
+// GetStatus implements scoutv1.ScoutServiceServer.
+func (s *Server) GetStatus(ctx context.Context, _ *scoutv1.GetStatusRequest) (*scoutv1.GetStatusResponse, error) {
+	b, _ := door.BindingFrom(ctx)
+	l := s.scout.Limits()
+	resp := &scoutv1.GetStatusResponse{
+		PolicySummary:    s.summary,
+		MaxBytes:         l.MaxBytes,
+		MaxDecodedBytes:  l.MaxDecodedBytes,
+		TimeoutMs:        l.Timeout.Milliseconds(),
+		MaxSnapshotBytes: l.MaxSnapshotBytes,
+		MaxFiles:         l.MaxFiles,
+		Allow:            s.scout.Allowlist(),
+		GithubToken:      s.scout.HasToken(),
+		Account:          b.Account,
+		LaunchId:         b.LaunchID,
+		Version:          s.version,
+	}
+	for _, c := range b.Caveats {
+		resp.Caveats = append(resp.Caveats, c.String())
+	}
+	door.Audit(ctx, s.log, door.Record{Method: "status", Allow: true, Reason: "ok", Attrs: []slog.Attr{slog.String(keyKind, "status")}})
+	return resp, nil
+}
+
+// audit writes the one record of a request. Refusals (policy, bad
+// requests, ceilings) are allow=false; failures after the request was
+// allowed are allow=true with the error.
+func (s *Server) audit(ctx context.Context, kind, target string, err error, start time.Time, attrs ...slog.Attr) {
+	r := door.Record{Method: kind, Target: target, Allow: true, Reason: "ok"}
+	if err != nil {
+		e := scout.Classify(ctx, err)
+		r.Reason = e.Reason
+		switch e.Kind {
+		case scout.KindDenied, scout.KindInvalid, scout.KindTooLarge:
+			r.Allow = false
+			attrs = append(attrs, slog.String("why", e.Error()))
+		default:
+			r.Err = e
+		}
+	}
+	r.Attrs = append([]slog.Attr{slog.String(keyKind, kind), slog.Int64(keyElapsed, time.Since(start).Milliseconds())}, attrs...)
+	door.Audit(ctx, s.log, r)
+}
+
+// toStatus is the one place domain errors become gRPC status: a code by
+// kind, a message with the reason and a hint, and an ErrorInfo carrying
+// the machine-stable reason. Internal failures say nothing more.
+func toStatus(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if _, ok := status.FromError(err); ok && !isDomain(err) {
+		return err
+	}
+	e := scout.Classify(ctx, err)
+	var code codes.Code
+	switch e.Kind {
+	case scout.KindInvalid:
+		code = codes.InvalidArgument
+	case scout.KindDenied:
+		code = codes.PermissionDenied
+	case scout.KindTooLarge:
+		code = codes.ResourceExhausted
+	case scout.KindTimeout:
+		code = codes.DeadlineExceeded
+	case scout.KindUnavailable:
+		code = codes.Unavailable
+	case scout.KindNotFound:
+		code = codes.NotFound
+	default:
+		code = codes.Internal
+	}
+	msg := valid(e.Error())
+	if code == codes.Internal {
+		msg = "internal error"
+	}
+	if h := scout.Hint(e.Reason); h != "" {
+		msg += "\nhint: " + h
+	}
+	st := status.New(code, msg)
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// isDomain reports whether err carries a domain classification (a status
+// error from a failed Send does not).
+func isDomain(err error) bool {
+	var e *scout.Error
+	return errors.As(err, &e)
+}
+
+func issueMsg(is scout.Issue) *scoutv1.Issue {
+	m := &scoutv1.Issue{
+		Number:    is.Number,
+		Title:     valid(is.Title),
+		Body:      valid(is.Body),
+		State:     valid(is.State),
+		Author:    valid(is.Author),
+		CreatedAt: valid(is.CreatedAt),
+		UpdatedAt: valid(is.UpdatedAt),
+		ClosedAt:  valid(is.ClosedAt),
+		HtmlUrl:   valid(is.HTMLURL),
+	}
+	for _, l := range is.Labels {
+		m.Labels = append(m.Labels, valid(l))
+	}
+	for _, c := range is.Comments {
+		m.Comments = append(m.Comments, &scoutv1.Comment{Author: valid(c.Author), Body: valid(c.Body), CreatedAt: valid(c.CreatedAt)})
+	}
+	return m
+}
+
+// valid makes s valid UTF-8, as proto strings must be.
+func valid(s string) string {
+	if utf8.ValidString(s) {
+		return s
+	}
+	return strings.ToValidUTF8(s, "\uFFFD")
+}
+
+// redactURL drops userinfo, query and fragment, for audit records.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" {
+		if len(raw) > 200 {
+			raw = raw[:200]
+		}
+		return valid(raw)
+	}
+	u.User = nil
+	u.RawQuery = ""
+	u.ForceQuery = false
+	u.Fragment = ""
+	u.RawFragment = ""
+	return valid(u.String())
+}
+
+func itoa(n int64) string {
+	var b [20]byte
+	i := len(b)
+	neg := n < 0
+	if neg {
+		n = -n
+	}
+	for {
+		i--
+		b[i] = byte('0' + n%10)
+		n /= 10
+		if n == 0 {
+			break
+		}
+	}
+	if neg {
+		i--
+		b[i] = '-'
+	}
+	return string(b[i:])
+}
+
+// fetchWriter turns a fetch into messages: the head first, then body
+// chunks of at most ChunkSize, the last one with the trailer.
+type fetchWriter struct {
+	stream grpc.ServerStreamingServer[scoutv1.FetchResponse]
+	head   *scoutv1.FetchHead
+	buf    []byte
+	sent   int64
+}
+
+func (w *fetchWriter) WriteHead(h scout.Head) error {
+	return w.stream.Send(&scoutv1.FetchResponse{Head: &scoutv1.FetchHead{
+		Status:         int32(h.Status),
+		ContentType:    valid(h.ContentType),
+		FinalUrl:       valid(h.FinalURL),
+		Redirects:      int32(h.Redirects),
+		DeclaredLength: h.DeclaredLength,
+	}})
+}
+
+func (w *fetchWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(ChunkSize-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == ChunkSize {
+			if err := w.flush(nil); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
+	if len(w.buf) == 0 && tr == nil {
+		return nil
+	}
+	if err := w.stream.Send(&scoutv1.FetchResponse{Chunk: w.buf, Trailer: tr}); err != nil {
+		return err
+	}
+	w.sent += int64(len(w.buf))
+	w.buf = make([]byte, 0, ChunkSize)
+	return nil
+}
+
+func (w *fetchWriter) finish(tr *scoutv1.FetchTrailer) error { return w.flush(tr) }
+
+// snapWriter is fetchWriter for tar streams.
+type snapWriter struct {
+	stream grpc.ServerStreamingServer[scoutv1.SnapshotResponse]
+	buf    []byte
+	sent   int64
+}
+
+func (w *snapWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(ChunkSize-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == ChunkSize {
+			if err := w.flush(nil); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *snapWriter) flush(tr *scoutv1.SnapshotTrailer) error {
+	if len(w.buf) == 0 && tr == nil {
+		return nil
+	}
+	if err := w.stream.Send(&scoutv1.SnapshotResponse{Chunk: w.buf, Trailer: tr}); err != nil {
+		return err
+	}
+	w.sent += int64(len(w.buf))
+	w.buf = make([]byte, 0, ChunkSize)
+	return nil
+}
+
+func (w *snapWriter) finish(tr *scoutv1.SnapshotTrailer) error { return w.flush(tr) }
