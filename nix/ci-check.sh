@@ -14,6 +14,8 @@
 #   flake-check   `nix flake check --no-build` against the stub nixpkgs
 #   cmds          every binary the flake builds has its main package
 #   setup         nix/setup.sh --dry-run writes the units it should
+#   setup-run     setup against stand-in podman/systemctl: units, modes, calls,
+#                 refusal of an image that is not the pinned one; macOS, dry
 #   containerfile images/Containerfile matches images/box.nix and is pinned
 #   shell         shellcheck on the scripts in nix/ (when it is installed)
 #   hashes        every vendorHash matches `go mod vendor` (nix/hashes.sh --check)
@@ -225,6 +227,62 @@ check_setup() {
   }
 }
 
+# setup for real, against stand-ins for podman and systemctl that record
+# what they were asked; then a podman that reports another image id, which
+# setup must refuse; then the macOS path, dry.
+check_setup_run() {
+  local home="$log/home-run" bin="$log/bin" calls="$log/calls" out
+  mkdir -p "$home" "$bin"
+  cat >"$bin/podman" <<'STUB'
+#!/usr/bin/env bash
+echo "podman $*" >>"$CALLS"
+case "$1 $2" in
+  "image inspect") echo "${STUB_IMAGE_ID:-sha256:0123}" ;;
+esac
+STUB
+  cat >"$bin/systemctl" <<'STUB'
+#!/usr/bin/env bash
+echo "systemctl $*" >>"$CALLS"
+STUB
+  chmod +x "$bin/podman" "$bin/systemctl"
+  local envs=(PATH="$bin:$PATH" HOME="$home" USER=test CALLS="$calls"
+    CLAUDE_BOX_IMAGE_TAR=/nix/store/x-image.tar.gz CLAUDE_BOX_IMAGE_DIGEST=sha256:0123
+    KEEPERD_BIN=/nix/store/k/bin/keeperd SCOUTD_BIN=/nix/store/s/bin/scoutd NETD_BIN=/nix/store/n/bin/netd)
+  out=$(env -i "${envs[@]}" bash "$root/nix/setup.sh" 2>&1) || {
+    echo "setup failed: $out"
+    return 1
+  }
+  local unit="$home/.config/systemd/user/claude-box-netd.service"
+  [ -f "$unit" ] || { echo "no unit written at $unit"; return 1; }
+  [ "$(stat -c %a "$unit")" = 644 ] || { echo "unit mode $(stat -c %a "$unit")"; return 1; }
+  [ "$(stat -c %a "$home/.claude-box/run")" = 700 ] || { echo "run dir mode $(stat -c %a "$home/.claude-box/run")"; return 1; }
+  grep -qx "ExecStart=/nix/store/n/bin/netd serve --socket $home/.claude-box/run/netd.sock" "$unit" || { cat "$unit"; return 1; }
+  local want
+  for want in "podman load --input /nix/store/x-image.tar.gz" \
+    "podman image inspect --format {{.Id}} localhost/claude-box:latest" \
+    "systemctl --user daemon-reload" \
+    "systemctl --user enable --now claude-box-keeperd.service" \
+    "systemctl --user enable --now claude-box-scoutd.service" \
+    "systemctl --user enable --now claude-box-netd.service"; do
+    grep -qxF -- "$want" "$calls" || { echo "not called: $want"; cat "$calls"; return 1; }
+  done
+  # An image that is not the pinned one is refused, before any door is touched.
+  : >"$calls"
+  out=$(env -i "${envs[@]}" STUB_IMAGE_ID=sha256:fff bash "$root/nix/setup.sh" 2>&1) && {
+    echo "setup accepted an image that does not match its pin"
+    return 1
+  }
+  grep -q "loaded image id sha256:fff does not match the pin sha256:0123" <<<"$out" || { echo "$out"; return 1; }
+  if grep -q systemctl "$calls"; then echo "doors touched after a pin mismatch"; return 1; fi
+  # macOS, dry: a podman machine, launchd agents with DOORS_TCP=1.
+  out=$(env -i "${envs[@]}" CLAUDE_BOX_SETUP_OS=Darwin bash "$root/nix/setup.sh" --dry-run 2>&1) || { echo "$out"; return 1; }
+  for want in "would run: podman machine init" "would run: podman machine start" \
+    "dev.claude-box.netd.plist (mode 0644)" "<key>DOORS_TCP</key><string>1</string>" \
+    "would run: launchctl bootstrap gui/"; do
+    grep -qF -- "$want" <<<"$out" || { echo "macOS dry run did not print: $want"; echo "$out"; return 1; }
+  done
+}
+
 check_containerfile() {
   local cf=images/Containerfile status=0
   [ -f "$cf" ] || {
@@ -295,6 +353,7 @@ check eval check_eval
 check flake-check check_flake
 check cmds check_cmds
 check setup check_setup
+check setup-run check_setup_run
 check containerfile check_containerfile
 check shell check_shellcheck
 check hashes check_hashes

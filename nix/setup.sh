@@ -71,7 +71,8 @@ write_file() {
   mv "$tmp" "$path"
 }
 
-os=$(uname -s)
+# CLAUDE_BOX_SETUP_OS lets the tests walk the macOS path on Linux.
+os=${CLAUDE_BOX_SETUP_OS:-$(uname -s)}
 : "${HOME:?HOME must be set}"
 rundir="$HOME/.claude-box/run"
 doors=(keeperd scoutd netd)
