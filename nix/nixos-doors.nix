@@ -64,7 +64,6 @@ let
     RestrictSUIDSGID = true;
     LockPersonality = true;
     MemoryDenyWriteExecute = true;
-    RemoveIPC = true;
     KeyringMode = "private";
     SystemCallArchitectures = "native";
     SystemCallFilter = [
@@ -72,6 +71,10 @@ let
       "~@privileged"
       "~@resources"
     ];
+    # A refused call fails with EPERM instead of killing the daemon: Go's
+    # runtime raises its own open-file limit at start (setrlimit, in
+    # @resources) and carries on when it may not.
+    SystemCallErrorNumber = "EPERM";
     RestrictAddressFamilies = [
       "AF_UNIX"
       "AF_INET"

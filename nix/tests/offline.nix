@@ -110,6 +110,9 @@ let
     && sc.RuntimeDirectory == "claude-box"
     && sc.RuntimeDirectoryMode == "0700"
     && sc.UMask == "0077"
+    && sc.SystemCallErrorNumber == "EPERM"
+    # RemoveIPC would delete the user's own IPC objects when a door stops.
+    && !(sc ? RemoveIPC)
     && sc.User == "alice";
 
   # --- the home-manager module ---------------------------------------------
