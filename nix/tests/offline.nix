@@ -189,8 +189,13 @@ let
             a = outputs.packages.${s}.${n}.stubArgs;
           in
           has "vendor-siblings.sh strip vendor" (a.overrideModAttrs { }).postBuild
-          && lib.hasPrefix "bash " a.postConfigure
-          && has "vendor-siblings.sh restore vendor" a.postConfigure
+          && (
+            # nothing vendored (no requirements at all): nothing to restore
+            if a.vendorHash == null then
+              !(has "vendor-siblings.sh restore" a.postConfigure)
+            else
+              lib.hasPrefix "bash " a.postConfigure && has "vendor-siblings.sh restore vendor" a.postConfigure
+          )
         )
       ) goNames
     ) systems;
@@ -199,7 +204,8 @@ let
         pc = outputs.packages.x86_64-linux.claude-box.stubArgs.postConfigure;
         parts = builtins.split "restore vendor" pc;
       in
-      builtins.length parts == 3 && has "launcher/internal/plan.PinnedDigest=$imageDigest" (builtins.elemAt parts 2);
+      source.vendorHashes.launcher == null
+      || (builtins.length parts == 3 && has "plan.PinnedDigest" (builtins.elemAt parts 2));
     launcherTags = all (s: outputs.packages.${s}.claude-box.stubArgs.tags == source.launcherTags) systems;
     launcherTagsComplete =
       sorted source.launcherTags == sorted [
