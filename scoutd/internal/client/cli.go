@@ -3,6 +3,7 @@ package client
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -388,11 +389,20 @@ func (c *command) write(p []byte) error {
 }
 
 func (c *command) printJSON(m proto.Message) error {
-	b, err := protojson.MarshalOptions{Multiline: true, EmitUnpopulated: true}.Marshal(m)
+	b, err := protojson.MarshalOptions{UseProtoNames: true, EmitUnpopulated: true}.Marshal(m)
 	if err != nil {
 		return fmt.Errorf("encode json: %w", err)
 	}
-	_, err = c.o.Stdout.Write(append(b, '\n'))
+	// protojson's spacing is deliberately unstable; tools get a fixed form.
+	var compact, out bytes.Buffer
+	if err := json.Compact(&compact, b); err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
+		return fmt.Errorf("encode json: %w", err)
+	}
+	out.WriteByte('\n')
+	_, err = c.o.Stdout.Write(out.Bytes())
 	return err
 }
 

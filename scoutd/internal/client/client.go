@@ -156,14 +156,15 @@ func (c *Client) Snapshot(ctx context.Context, req *scoutv1.SnapshotRequest, dir
 	_ = pw.CloseWithError(recvErr)
 	d := <-ch
 	res.Stats = d.stats
-	if d.err != nil {
-		var re *extract.RefusedError
-		if errors.As(d.err, &re) || recvErr == nil {
-			return res, fmt.Errorf("extract: %w", d.err)
-		}
-	}
-	if recvErr != nil {
+	var re *extract.RefusedError
+	switch {
+	case d.err != nil && errors.As(d.err, &re) && re.Reason != extract.ReasonBadArchive:
+		// The extractor refused what arrived: that is the cause.
+		return res, fmt.Errorf("extract: %w", d.err)
+	case recvErr != nil:
 		return res, recvErr
+	case d.err != nil:
+		return res, fmt.Errorf("extract: %w", d.err)
 	}
 	return res, nil
 }
