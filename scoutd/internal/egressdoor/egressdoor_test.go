@@ -1,0 +1,136 @@
+package egressdoor
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+
+	"github.com/bounded-systems/claude-box/guestroom/dest"
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	netv1 "github.com/bounded-systems/claude-box/proto/claudebox/net/v1"
+	"github.com/bounded-systems/claude-box/scoutd/internal/scout"
+	"github.com/bounded-systems/claude-box/scoutd/internal/scouttest"
+)
+
+// fakeNetd is a net door that allows exactly the targets in allow, dialing
+// them on 127.0.0.1, and denies everything else with a private_address
+// verdict. It records every target it was asked for.
+type fakeNetd struct {
+	netv1.UnimplementedEgressServiceServer
+	allow map[string]string // target -> 127.0.0.1:port
+	mu    sync.Mutex
+	asked []string
+}
+
+func (f *fakeNetd) Tunnel(st grpc.BidiStreamingServer[netv1.TunnelRequest, netv1.TunnelResponse]) error {
+	m, err := st.Recv()
+	if err != nil {
+		return err
+	}
+	t := m.GetOpen().GetTarget()
+	f.mu.Lock()
+	f.asked = append(f.asked, t)
+	f.mu.Unlock()
+	addr, ok := f.allow[t]
+	if !ok || m.GetOpen().GetVerb() != netv1.Verb_VERB_CONNECT {
+		return st.Send(&netv1.TunnelResponse{Verdict: &netv1.Verdict{Decision: netv1.Decision_DECISION_DENY, Reason: dest.ReasonPrivateAddress, Message: "no"}})
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return st.Send(&netv1.TunnelResponse{Verdict: &netv1.Verdict{Decision: netv1.Decision_DECISION_UNREACHABLE, Reason: dest.ReasonUnreachable}})
+	}
+	defer func() { _ = c.Close() }()
+	if err := st.Send(&netv1.TunnelResponse{Verdict: &netv1.Verdict{Decision: netv1.Decision_DECISION_ALLOW}}); err != nil {
+		return err
+	}
+	go func() {
+		for {
+			m, err := st.Recv()
+			if err != nil || m.GetCloseWrite() {
+				_ = c.(*net.TCPConn).CloseWrite()
+				return
+			}
+			if _, err := c.Write(m.GetData()); err != nil {
+				return
+			}
+		}
+	}()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			if serr := st.Send(&netv1.TunnelResponse{Data: append([]byte(nil), buf[:n]...)}); serr != nil {
+				return serr
+			}
+		}
+		if err != nil {
+			return nil
+		}
+	}
+}
+
+func TestFetchThroughEgressDoor(t *testing.T) {
+	ca := scouttest.NewCA(t, "content.test", "blocked.test")
+	body := bytes.Repeat([]byte("through netd "), 50000)
+	_, port := ca.Server(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write(body) }))
+
+	fake := &fakeNetd{allow: map[string]string{"content.test:" + port: "127.0.0.1:" + port}}
+	sock := filepath.Join(t.TempDir(), "netd.sock")
+	l, err := door.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	netv1.RegisterEgressServiceServer(g, fake)
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(g.Stop)
+	cc, err := door.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+
+	al, _ := dest.ParseAllowlist("content.test:" + port + ",blocked.test:" + port)
+	// No resolver and no address policy: with an egress door scoutd resolves
+	// nothing itself; netd does.
+	s, err := scout.New(scout.Config{Allow: al, Dialer: New(cc), RootCAs: ca.Pool, GitHubAPI: "https://api.test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got bytes.Buffer
+	_, dg, err := s.Fetch(context.Background(), scout.FetchRequest{URL: "https://content.test:" + port + "/"}, writer{&got})
+	if err != nil {
+		t.Fatalf("Fetch through netd: %v", err)
+	}
+	if !bytes.Equal(got.Bytes(), body) || dg.Size != int64(len(body)) {
+		t.Errorf("body differs: %d bytes", got.Len())
+	}
+
+	_, _, err = s.Fetch(context.Background(), scout.FetchRequest{URL: "https://blocked.test:" + port + "/"}, writer{io.Discard})
+	var se *scout.Error
+	if !errors.As(err, &se) || se.Reason != dest.ReasonPrivateAddress {
+		t.Fatalf("netd denial = %v, want %s", err, dest.ReasonPrivateAddress)
+	}
+	_, _, err = s.Fetch(context.Background(), scout.FetchRequest{URL: "https://evil.test:" + port + "/"}, writer{io.Discard})
+	if !errors.As(err, &se) || se.Reason != dest.ReasonNotAllowlisted {
+		t.Fatalf("scoutd denial = %v, want not_allowlisted", err)
+	}
+	fake.mu.Lock()
+	defer fake.mu.Unlock()
+	if strings.Contains(strings.Join(fake.asked, ","), "evil.test") {
+		t.Errorf("scoutd asked netd for a host its own allowlist refuses: %v", fake.asked)
+	}
+}
+
+type writer struct{ io.Writer }
+
+func (writer) WriteHead(scout.Head) error { return nil }
