@@ -24,7 +24,7 @@ pkgs.buildGoModule (
   builtins.removeAttrs args [ "module" ]
   // {
     inherit version vendorHash;
-    inherit (source) src;
+    src = source.srcFor module;
     modRoot = module;
     env = {
       CGO_ENABLED = "0";

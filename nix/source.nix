@@ -1,41 +1,75 @@
 # source.nix — the Go part of the repository as the flake builds it, and the
 # facts the packages are built from.
 #
-# `src` is the whole set of Go modules (not one module): the modules point at
-# each other with `replace ../sibling` directives, so each package is built
-# from this tree with `modRoot = "<module>"`. go.work is left out, so no build
-# can fall into workspace mode (GOWORK=off is set as well), and so is
-# everything that is not Go (docs, images, nix): editing a doc rebuilds
-# nothing.
+# `srcFor module` is the module plus every sibling it reaches through
+# `replace ../sibling` directives (transitively), as one tree, so that each
+# package builds with `modRoot = "<module>"` and its replacements resolve.
+# Nothing else is in it: not go.work (no build can fall into workspace mode;
+# GOWORK=off is set as well), not the docs, images or nix files, and not the
+# modules it does not need. Editing a doc rebuilds nothing; editing the e2e
+# suite does not move the image digest.
 { root }:
 let
+  inherit (builtins)
+    attrNames
+    concatMap
+    elem
+    filter
+    foldl'
+    fromJSON
+    head
+    isList
+    isString
+    pathExists
+    readFile
+    split
+    stringLength
+    substring
+    ;
+
   # vendorHash per module, written by `make hashes` (nix/hashes.sh) and checked
   # for drift in CI. null: the module has nothing to vendor.
-  vendorHashes = builtins.fromJSON (builtins.readFile ./vendor-hashes.json);
-  modules = builtins.attrNames vendorHashes;
+  vendorHashes = fromJSON (readFile ./vendor-hashes.json);
+  modules = attrNames vendorHashes;
+
+  # The sibling directories a module's go.mod replaces it with (../x).
+  directReplaces =
+    m:
+    let
+      gomod = root + "/${m}/go.mod";
+      captures = filter isList (split "=>[[:space:]]*\\.\\./([A-Za-z0-9._-]+)" (readFile gomod));
+    in
+    if pathExists gomod then map head captures else [ ];
+  # ...and the ones those replace, to a fixed point.
+  closure =
+    seen:
+    let
+      next = foldl' (acc: d: if elem d acc then acc else acc ++ [ d ]) seen (concatMap directReplaces seen);
+    in
+    if next == seen then seen else closure next;
+  needs = m: closure [ m ];
 
   rootStr = toString root;
-  relative = path: builtins.substring (builtins.stringLength rootStr + 1) (-1) (toString path);
-  topDir = rel: builtins.head (builtins.split "/" rel);
+  relative = path: substring (stringLength rootStr + 1) (-1) (toString path);
+  topDir = rel: head (split "/" rel);
 
-  keep =
-    path: type:
+  keepFor =
+    wanted: path: type:
     let
-      rel = relative path;
       base = baseNameOf path;
     in
-    builtins.elem (topDir rel) modules
+    elem (topDir (relative path)) wanted
     # never a vendor/ tree or a build result that happens to lie around
     && !(type == "directory" && base == "vendor")
-    && !(type == "symlink" && builtins.substring 0 6 base == "result");
+    && !(type == "symlink" && substring 0 6 base == "result");
 
   # The launcher's build tags live beside its code (launcher/build.tags), so
   # `go build`, the Makefile and nix use the same ones.
   tagsFile = root + "/launcher/build.tags";
-  words = s: builtins.filter (w: builtins.isString w && w != "") (builtins.split "[[:space:]]+" s);
+  words = s: filter (w: isString w && w != "") (split "[[:space:]]+" s);
   launcherTags =
-    if builtins.pathExists tagsFile then
-      words (builtins.readFile tagsFile)
+    if pathExists tagsFile then
+      words (readFile tagsFile)
     else
       [
         "remote"
@@ -49,11 +83,14 @@ in
     vendorHashes
     modules
     launcherTags
-    keep
+    needs
     ;
-  src = builtins.path {
-    name = "claude-box-src";
-    path = root;
-    filter = keep;
-  };
+  keep = keepFor modules;
+  srcFor =
+    module:
+    builtins.path {
+      name = "claude-box-${module}-src";
+      path = root;
+      filter = keepFor (needs module);
+    };
 }

@@ -393,6 +393,12 @@ let
         "podman"
       ];
 
+    sourceOnlyWhatAModuleNeeds =
+      source.needs "proto" == [ "proto" ]
+      && builtins.elem "guestroom" (source.needs "netd")
+      && builtins.elem "proto" (source.needs "netd")
+      && !(builtins.any (m: builtins.elem m (source.needs "netd")) [ "scoutd" "keeperd" "launcher" "test" ])
+      && !(builtins.elem "test" (source.needs "launcher"));
     sourceHasNoWorkspace =
       !(source.keep (root + "/go.work") "regular")
       && !(source.keep (root + "/docs") "directory")
