@@ -20,6 +20,12 @@ var keeperIdentity = map[string]string{"name": "e2e keeper", "email": "keeper@ex
 // it push main and feature/* to remote.
 func (w *world) startKeeperd(t *testing.T, repo *keeperRepo) *harness.Daemon {
 	t.Helper()
+	return w.startKeeperdArgs(t, repo)
+}
+
+// startKeeperdArgs is startKeeperd with extra serve flags.
+func (w *world) startKeeperdArgs(t *testing.T, repo *keeperRepo, extra ...string) *harness.Daemon {
+	t.Helper()
 	policy := map[string]any{
 		"version":    1,
 		"repos":      []any{},
@@ -47,7 +53,7 @@ func (w *world) startKeeperd(t *testing.T, repo *keeperRepo) *harness.Daemon {
 	if err := os.WriteFile(path, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return w.start(t, "keeperd", []string{"--policy", path})
+	return w.start(t, "keeperd", append([]string{"--policy", path}, extra...))
 }
 
 // keeperRepo is a host checkout the box works on, with a bare remote served

@@ -119,14 +119,27 @@ func build() *suite {
 		s.what, s.err = "bin dir", err
 		return s
 	}
+	// A few builds at once: linking is single-threaded.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 3)
 	for _, tg := range targets {
-		p, err := harness.Build(ctx, s.repo, binDir, tg)
-		if err != nil {
-			s.binErr[tg.Name] = err
-			continue
-		}
-		s.bins[tg.Name] = p
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			p, err := harness.Build(ctx, s.repo, binDir, tg)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				s.binErr[tg.Name] = err
+				return
+			}
+			s.bins[tg.Name] = p
+		}()
 	}
+	wg.Wait()
 	if s.ca, err = harness.NewCA(); err != nil {
 		s.what, s.err = "test CA", err
 		return s

@@ -58,7 +58,9 @@ func Build(ctx context.Context, repoRoot, outDir string, t Target) (string, erro
 		return "", fmt.Errorf("build %s: go toolchain: %w", t.Name, err)
 	}
 	out := filepath.Join(outDir, t.Name)
-	args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", out}
+	// No -trimpath: it would keep these builds from sharing the build cache
+	// with the rest of the repo's. -s -w keeps the image small.
+	args := []string{"build", "-ldflags=-s -w", "-o", out}
 	if t.TagsFile != "" {
 		b, err := os.ReadFile(filepath.Join(modDir, t.TagsFile))
 		if err != nil && !errors.Is(err, os.ErrNotExist) {
