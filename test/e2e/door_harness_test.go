@@ -16,7 +16,7 @@ import (
 // against the test CA. It runs the box as root because a standing door is
 // not minted for the box's uid; the launcher tests cover the real floor.
 func TestHarnessNetdStandingDoor(t *testing.T) {
-	w := newWorld(t)
+	w := newHarnessWorld(t)
 	allowed := harness.NewUpstream(t, w.s.ca, "allowed.test", harness.Text("hello through a standing door"))
 	denied := harness.NewUpstream(t, w.s.ca, "denied.test", harness.Text("no"))
 	standing := filepath.Join(w.home, "standing", "netd.sock")

@@ -67,7 +67,10 @@ func (w *world) startNetd(t *testing.T, allowed []*harness.Upstream, known ...*h
 	for _, u := range known {
 		names = append(names, u.Name)
 	}
-	args := []string{"--allow", strings.Join(entries, ",")}
+	var args []string
+	if len(entries) > 0 {
+		args = append(args, "--allow", strings.Join(entries, ","))
+	}
 	args = append(args, loopbackPolicy(names...)...)
 	return w.start(t, "netd", args)
 }

@@ -27,7 +27,17 @@ type world struct {
 	extraEnv []string
 }
 
+// newWorld is a world for a launcher test: it stops the test (skip, or
+// fail in CI) when claude-box is not built.
 func newWorld(t *testing.T) *world {
+	t.Helper()
+	w := newHarnessWorld(t)
+	w.s.bin(t, "claude-box")
+	return w
+}
+
+// newHarnessWorld is a world for a test of the harness's own pieces.
+func newHarnessWorld(t *testing.T) *world {
 	t.Helper()
 	s := setup(t)
 	home, err := os.MkdirTemp(s.dir, "w")
