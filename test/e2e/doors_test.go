@@ -35,7 +35,7 @@ func (w *world) startScoutd(t *testing.T, api *harness.GitHubAPI, token string, 
 	t.Helper()
 	var hosts, names []string
 	for _, u := range allowed {
-		hosts = append(hosts, u.Name)
+		hosts = append(hosts, u.HostPort())
 		names = append(names, u.Name)
 	}
 	args := []string{}
