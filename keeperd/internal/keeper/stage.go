@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -125,48 +126,34 @@ func (s *stager) stageAll(dir string) error {
 	if dir != "" {
 		start = filepath.Join(s.w.dir, filepath.FromSlash(dir))
 	}
-	err := filepath.WalkDir(start, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) && p != start {
-				return nil
-			}
-			return fmt.Errorf("%w: walk %s: %w", ErrInternal, relOf(s.w.dir, p), err)
-		}
-		rel := relOf(s.w.dir, p)
-		if d.IsDir() {
-			if rel == dir {
-				return nil
-			}
-			if strings.EqualFold(d.Name(), ".git") {
-				return filepath.SkipDir
-			}
-			if e, ok := s.byName[rel]; ok && e.Mode == filemode.Submodule {
-				s.seen[rel] = true
-				return filepath.SkipDir
-			}
-			if _, err := os.Lstat(filepath.Join(p, ".git")); err == nil {
-				return filepath.SkipDir // a nested repository is not ours to add
-			}
-			if !s.trackedDir[rel] && s.ignored(rel, true) {
-				return filepath.SkipDir
-			}
-			s.loadIgnore(rel)
-			return nil
-		}
-		if strings.EqualFold(d.Name(), ".git") {
-			return nil
-		}
-		fi, err := d.Info()
-		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				return nil
-			}
-			return fmt.Errorf("%w: stat %s: %w", ErrInternal, rel, err)
-		}
-		return s.consider(rel, fi, false)
-	})
-	if err != nil {
+	var cands []candidate
+	if err := s.collect(start, dir, true, &cands); err != nil {
 		return err
+	}
+	// lstat is most of the cost on a big tree: spread it over a few threads,
+	// as git's preload-index does.
+	const workers = 4
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := w; i < len(cands); i += workers {
+				cands[i].fi, cands[i].err = cands[i].d.Info()
+			}
+		}(w)
+	}
+	wg.Wait()
+	for _, c := range cands {
+		if c.err != nil {
+			if errors.Is(c.err, fs.ErrNotExist) {
+				continue
+			}
+			return fmt.Errorf("%w: stat %s: %w", ErrInternal, c.rel, c.err)
+		}
+		if err := s.consider(c.rel, c.fi, false); err != nil {
+			return err
+		}
 	}
 	for _, e := range s.idx.Entries { // what was tracked before this request
 		name := e.Name
@@ -183,12 +170,59 @@ func (s *stager) stageAll(dir string) error {
 	return nil
 }
 
-func relOf(root, p string) string {
-	r, err := filepath.Rel(root, p)
-	if err != nil || r == "." {
-		return ""
+// candidate is a file or symlink found by collect.
+type candidate struct {
+	rel string
+	d   fs.DirEntry
+	fi  fs.FileInfo
+	err error
+}
+
+// collect walks the directory abs (worktree path rel) without following
+// symlinks, loading .gitignore files, skipping .git, nested repositories,
+// submodules and ignored untracked directories, and appends every other
+// non-directory entry to out.
+func (s *stager) collect(abs, rel string, top bool, out *[]candidate) error {
+	ents, err := os.ReadDir(abs)
+	if err != nil {
+		if !top && errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		return fmt.Errorf("%w: read directory %q: %w", ErrInternal, rel, err)
 	}
-	return filepath.ToSlash(r)
+	for _, e := range ents {
+		switch {
+		case e.Name() == ".git" && rel != "":
+			return nil // a nested repository is not ours to add
+		case e.Name() == ".gitignore" && e.Type().IsRegular():
+			s.loadIgnore(rel)
+		}
+	}
+	for _, e := range ents {
+		name := e.Name()
+		if strings.EqualFold(name, ".git") {
+			continue
+		}
+		crel := name
+		if rel != "" {
+			crel = rel + "/" + name
+		}
+		if e.IsDir() {
+			if se, ok := s.byName[crel]; ok && se.Mode == filemode.Submodule {
+				s.seen[crel] = true
+				continue
+			}
+			if !s.trackedDir[crel] && s.ignored(crel, true) {
+				continue
+			}
+			if err := s.collect(filepath.Join(abs, name), crel, false, out); err != nil {
+				return err
+			}
+			continue
+		}
+		*out = append(*out, candidate{rel: crel, d: e})
+	}
+	return nil
 }
 
 // stagePaths stages exactly the listed paths (files, directories or
