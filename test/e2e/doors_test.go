@@ -33,12 +33,18 @@ func loopbackPolicy(names ...string) []string {
 // startScoutd starts scoutd with a policy that allows the given upstreams.
 func (w *world) startScoutd(t *testing.T, api *harness.GitHubAPI, token string, allowed ...*harness.Upstream) *harness.Daemon {
 	t.Helper()
+	return w.startScoutdArgs(t, api, token, nil, allowed...)
+}
+
+// startScoutdArgs is startScoutd with extra serve flags.
+func (w *world) startScoutdArgs(t *testing.T, api *harness.GitHubAPI, token string, extra []string, allowed ...*harness.Upstream) *harness.Daemon {
+	t.Helper()
 	var hosts, names []string
 	for _, u := range allowed {
 		hosts = append(hosts, u.HostPort())
 		names = append(names, u.Name)
 	}
-	args := []string{}
+	args := append([]string{}, extra...)
 	if len(hosts) > 0 {
 		args = append(args, "--allow", strings.Join(hosts, ","))
 	}

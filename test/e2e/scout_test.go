@@ -32,7 +32,7 @@ func TestReadsGoThroughScout(t *testing.T) {
 		"scout repo " + git.URL() + "/repo.git /tmp/snap && cat /tmp/snap/README.md /tmp/snap/dir/file.txt; echo SCOUT_REPO_RC=$?",
 		"scout issue octo/hello#1; echo SCOUT_ISSUE_RC=$?",
 		"scout fetch " + denied.URL() + "/; echo SCOUT_DENIED_RC=$?",
-		"ls -a /tmp/snap",
+		"test -e /tmp/snap/.git && echo SNAPSHOT_HAS_DOT_GIT",
 	}, "\n")
 	res := w.ok(t, "e2e-scout", "--scout", "--", "sh", "-c", script)
 
@@ -44,8 +44,11 @@ func TestReadsGoThroughScout(t *testing.T) {
 	if strings.Contains(res.stdout, "SCOUT_DENIED_RC=0") || strings.Contains(res.stdout, "must not be read") {
 		t.Errorf("scout fetched a host off the allowlist\n%s", res)
 	}
-	if strings.Contains(res.stdout, ".git") {
+	if strings.Contains(res.stdout, "SNAPSHOT_HAS_DOT_GIT") {
 		t.Errorf("the snapshot carries .git\n%s", res)
+	}
+	if !strings.Contains(res.stderr+res.stdout, "not allowlisted") {
+		t.Errorf("the refusal does not say the host is not allowlisted\n%s", res)
 	}
 	if n := denied.Conns(); n != 0 {
 		t.Errorf("the denied server saw %d connections, want 0", n)
