@@ -491,8 +491,20 @@ func isTerminal(w io.Writer) bool {
 const EnvDoorToken = "SCOUTD_DOOR_TOKEN"
 
 func doorOpts(getenv func(string) string) []grpc.DialOption {
+	opts := DialOptions()
 	if t := getenv(EnvDoorToken); t != "" {
-		return []grpc.DialOption{door.WithBearer(t)}
+		opts = append(opts, door.WithBearer(t))
 	}
-	return nil
+	return opts
+}
+
+// DialOptions are the gRPC options of a scout client: flow-control windows
+// large enough that a body streams at the speed of the socket rather than
+// of the default 64 KiB window's round trips.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(8 << 20),
+		grpc.WithInitialConnWindowSize(16 << 20),
+		grpc.WithReadBufferSize(256 << 10),
+	}
 }

@@ -27,7 +27,7 @@ import (
 const ErrorDomain = "scout.claudebox"
 
 // ChunkSize is the largest body chunk sent in one message.
-const ChunkSize = 256 << 10
+const ChunkSize = 1 << 20
 
 // Audit attribute keys beside the runtime's fixed ones.
 const (
@@ -357,7 +357,7 @@ func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
 		return err
 	}
 	w.sent += int64(len(w.buf))
-	w.buf = make([]byte, 0, ChunkSize)
+	w.buf = w.buf[:0] // Send has encoded the message: the buffer is ours again
 	return nil
 }
 
@@ -393,7 +393,7 @@ func (w *snapWriter) flush(tr *scoutv1.SnapshotTrailer) error {
 		return err
 	}
 	w.sent += int64(len(w.buf))
-	w.buf = make([]byte, 0, ChunkSize)
+	w.buf = w.buf[:0] // Send has encoded the message: the buffer is ours again
 	return nil
 }
 
