@@ -48,8 +48,9 @@ func relayCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 // dialDoor connects lazily to a door, reconnecting quickly when netd comes
 // back after a restart.
 func dialDoor(path string) (*grpc.ClientConn, error) {
-	return door.Dial(path, grpc.WithConnectParams(grpc.ConnectParams{
+	opts := append(relay.DialOptions(), grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: 2 * time.Second,
 	}))
+	return door.Dial(path, opts...)
 }

@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"google.golang.org/grpc"
+
 	netv1 "github.com/bounded-systems/claude-box/proto/claudebox/net/v1"
 )
 
@@ -27,8 +29,22 @@ const (
 	// DefaultVerdictTimeout bounds the wait for netd's verdict (it includes
 	// netd's own upstream connect timeout).
 	DefaultVerdictTimeout = 60 * time.Second
-	chunkSize             = 32 << 10
+	// chunkSize keeps one Data message within grpc-go's 32 KiB buffer
+	// tier (see the server's chunkSize).
+	chunkSize = 32<<10 - 64
 )
+
+// DialOptions are the gRPC client options the relay's door connection
+// should use: large flow-control windows and I/O buffers, so that one
+// tunnel is not held to a fraction of loopback throughput.
+func DialOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithInitialWindowSize(4 << 20),
+		grpc.WithInitialConnWindowSize(16 << 20),
+		grpc.WithWriteBufferSize(256 << 10),
+		grpc.WithReadBufferSize(256 << 10),
+	}
+}
 
 // Config configures a Relay.
 type Config struct {
@@ -272,8 +288,10 @@ func (r *Relay) pump(ctx context.Context, cancel context.CancelFunc, c net.Conn,
 		if body == nil {
 			return
 		}
+		// One buffer per direction: Send has marshalled the message by the
+		// time it returns (no stats handler keeps it), so it can be reused.
+		buf := make([]byte, chunkSize)
 		for {
-			buf := make([]byte, chunkSize)
 			n, err := body.Read(buf)
 			if n > 0 {
 				if serr := stream.Send(&netv1.TunnelRequest{Data: buf[:n]}); serr != nil {
