@@ -1,0 +1,281 @@
+package cli
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/bounded-systems/claude-box/guestroom"
+	"github.com/bounded-systems/claude-box/launcher/internal/doors"
+	"github.com/bounded-systems/claude-box/launcher/internal/engine"
+	"github.com/bounded-systems/claude-box/launcher/internal/plan"
+)
+
+// StopGrace is how long a stopped box gets between SIGTERM and SIGKILL.
+const StopGrace = 5 * time.Second
+
+// controlSockets is where the daemons' control sockets are, from flags
+// and the environment.
+func controlSockets(getenv func(string) string, runDir string) plan.ControlSockets {
+	cs := plan.ControlSockets{RunDir: runDir, Override: map[string]string{}}
+	if cs.RunDir == "" {
+		cs.RunDir = getenv("CLAUDE_BOX_RUN_DIR")
+	}
+	if cs.RunDir == "" {
+		cs.RunDir = filepath.Join(getenv("HOME"), ".claude-box", "run")
+	}
+	for _, d := range plan.DaemonNames() {
+		if p := getenv(strings.ToUpper(d) + "_SOCK"); p != "" {
+			cs.Override[d] = p
+		}
+	}
+	return cs
+}
+
+// grants expands the rooms, presets and door specs of a launch.
+func grants(a LaunchArgs, cat guestroom.Catalog) ([]guestroom.Grant, error) {
+	var specs []guestroom.DoorSpec
+	for _, p := range []struct {
+		on   bool
+		name string
+	}{{a.Keeper, plan.DoorKeeper}, {a.Net, plan.DoorNet}, {a.Scout, plan.DoorScout}} {
+		if p.on {
+			specs = append(specs, guestroom.DoorSpec{Name: p.name})
+		}
+	}
+	for _, s := range a.Doors {
+		d, err := guestroom.ParseDoorSpec(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --door: %w", ErrUsage, err)
+		}
+		specs = append(specs, d)
+	}
+	g, err := cat.Grant(a.Rooms, specs)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	if err := plan.ValidateGrants(g); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrUsage, err)
+	}
+	return g, nil
+}
+
+// imageRef is the image a launch runs, before resolution.
+func imageRef(flag string, getenv func(string) string) string {
+	if flag != "" {
+		return flag
+	}
+	if r := getenv("CLAUDE_BOX_IMAGE"); r != "" {
+		return r
+	}
+	return plan.DefaultImage
+}
+
+// ErrPin reports an image that does not match its pin.
+var ErrPin = errors.New("image does not match its pinned digest")
+
+// checkPin refuses an image unless it matches pin (its id, its digest, or
+// one of its repo digests); an empty pin admits any image.
+func checkPin(img engine.Image, pin string) error {
+	if pin == "" {
+		return nil
+	}
+	if !strings.HasPrefix(pin, "sha256:") {
+		pin = "sha256:" + pin
+	}
+	if img.ID == pin || img.Digest == pin {
+		return nil
+	}
+	for _, d := range img.RepoDigests {
+		if strings.HasSuffix(d, "@"+pin) {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: pinned %s, image is %s (digest %s)", ErrPin, pin, img.ID, img.Digest)
+}
+
+func imagePin(getenv func(string) string) string {
+	if p := getenv("CLAUDE_BOX_IMAGE_DIGEST"); p != "" {
+		return p
+	}
+	return plan.PinnedDigest
+}
+
+func newLaunchID() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// rlimit returns the process's soft limit for resource r, or 0.
+func rlimit(r int) uint64 {
+	var l unix.Rlimit
+	if err := unix.Getrlimit(r, &l); err != nil || l.Cur == unix.RLIM_INFINITY {
+		return 0
+	}
+	return l.Cur
+}
+
+// launch runs one box.
+func launch(ctx context.Context, a LaunchArgs, env Env) error {
+	getenv := env.Getenv
+	cs := controlSockets(getenv, a.RunDir)
+	cat, err := plan.Catalog(cs)
+	if err != nil {
+		return err
+	}
+	granted, err := grants(a, cat)
+	if err != nil {
+		return err
+	}
+	var repo *plan.RepoPlan
+	if a.Repo != "" {
+		rp, err := plan.PlanRepo(plan.RepoRequest{Path: a.Repo, Writable: a.Writable, RW: a.RepoRW})
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUsage, err)
+		}
+		repo = &rp
+	} else if len(a.Writable) > 0 || a.RepoRW {
+		return fmt.Errorf("%w: --writable and --repo-rw need --repo", ErrUsage)
+	}
+
+	eng, err := env.Connect(ctx, getenv)
+	if err != nil {
+		return Hinted(err, podmanHint)
+	}
+	info, err := eng.Info(ctx)
+	if err != nil {
+		return Hinted(fmt.Errorf("%w at %s: %w", engine.ErrUnreachable, eng.URI(), err), podmanHint)
+	}
+	ref := imageRef(a.Image, getenv)
+	img, err := eng.ResolveImage(ctx, ref)
+	if err != nil {
+		if errors.Is(err, engine.ErrImageMissing) {
+			return Hinted(err, "build or load it (`nix build .#claude-image && podman load < result`), or name another with --image / CLAUDE_BOX_IMAGE")
+		}
+		return err
+	}
+	if err := checkPin(img, imagePin(getenv)); err != nil {
+		return Hinted(err, "load the pinned image, or update the pin (CLAUDE_BOX_IMAGE_DIGEST) deliberately")
+	}
+	seccomp, err := eng.SeccompPath(plan.SeccompProfile(), plan.SeccompDigest())
+	if err != nil {
+		return err
+	}
+	launchID := newLaunchID()
+	tty := env.StdinTTY
+	req := plan.Request{
+		Account: a.Account, LaunchID: launchID, ImageID: img.ID, ImageDigest: img.Digest,
+		Grants: granted, Denied: cat.Denied(granted), NetOpen: a.NetOpen, Repo: repo,
+		ClaudeArgs: a.Claude, TTY: tty, Stdin: env.Stdin != nil, Rootless: info.Rootless,
+		SeccompPath: seccomp, PidsLimit: a.Pids, Term: getenv("TERM"),
+		Nofile: rlimit(unix.RLIMIT_NOFILE), Nproc: rlimit(unix.RLIMIT_NPROC),
+	}
+	if img.Digest == "" {
+		req.ImageDigest = img.ID
+	}
+
+	if a.DryRun {
+		for _, g := range granted {
+			req.Sockets = append(req.Sockets, plan.Socket{Grant: g, HostSocket: "<minted by " + plan.ControlSocketFor(g, cs) + ">"})
+		}
+		p, err := plan.Build(req)
+		if err != nil {
+			return err
+		}
+		enc := json.NewEncoder(env.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(struct {
+			Box      plan.Box        `json:"box"`
+			Manifest json.RawMessage `json:"manifest"`
+			Rulebook string          `json:"rulebook"`
+		}{p.Box, p.Manifest, p.Rulebook})
+	}
+
+	if repo != nil && !info.Rootless {
+		warnRootfulRepo(env, repo.Root)
+	}
+	if _, err := eng.EnsureVolume(ctx, plan.VolumeName(a.Account), map[string]string{plan.LabelAccount: a.Account}); err != nil {
+		return err
+	}
+
+	peerUID := plan.BoxUID
+	if info.Rootless {
+		peerUID = os.Getuid()
+	}
+	wants := make([]doors.Want, 0, len(granted))
+	for _, g := range granted {
+		w := doors.Want{Grant: g, Control: plan.ControlSocketFor(g, cs), Daemon: plan.Daemon(g.Door.Name)}
+		if g.Door.Name == plan.DoorKeeper && repo != nil {
+			w.Bindings = map[string]string{"repo": repo.Root}
+		}
+		wants = append(wants, w)
+	}
+	sess, err := doors.Mint(ctx, launchID, a.Account, peerUID, wants)
+	if err != nil {
+		var nr *doors.NotRunningError
+		if errors.As(err, &nr) {
+			return Hinted(err, nr.Hint())
+		}
+		return err
+	}
+	defer sess.Close(context.WithoutCancel(ctx))
+	for _, m := range sess.Doors() {
+		req.Sockets = append(req.Sockets, plan.Socket{Grant: m.Grant, HostSocket: m.HostSocket})
+	}
+	p, err := plan.Build(req)
+	if err != nil {
+		return err
+	}
+	for _, w := range []string{p.Posture.Warning, repoWarning(repo)} {
+		if w != "" {
+			fmt.Fprintln(env.Stderr, "claude-box: "+w)
+		}
+	}
+	var stdin *os.File
+	if env.Stdin != nil {
+		stdin = env.Stdin
+	}
+	code, err := eng.Run(ctx, p.Box, engine.Stdio{Stdin: stdin, Stdout: env.Stdout, Stderr: env.Stderr}, StopGrace)
+	if err != nil {
+		return err
+	}
+	if code != 0 {
+		return &ExitError{Code: code}
+	}
+	return nil
+}
+
+func repoWarning(r *plan.RepoPlan) string {
+	if r == nil {
+		return ""
+	}
+	return r.Warning
+}
+
+// warnRootfulRepo says so when rootful podman's uid 1000 cannot write the repo.
+func warnRootfulRepo(env Env, root string) {
+	fi, err := os.Stat(root)
+	if err != nil {
+		return
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok || st.Uid == plan.BoxUID || fi.Mode().Perm()&0o002 != 0 {
+		return
+	}
+	fmt.Fprintf(env.Stderr, "claude-box: warning: podman is rootful and the box runs as uid %d, but %s is owned by uid %d: the box can read but not write it (use rootless podman, or chown the worktree)\n", plan.BoxUID, root, st.Uid)
+}
+
+const podmanHint = "start podman's API: `systemctl --user enable --now podman.socket` (rootless), " +
+	"`sudo systemctl enable --now podman.socket` (rootful), or `podman system service --time=0 unix://$XDG_RUNTIME_DIR/podman/podman.sock &`; " +
+	"or point CONTAINER_HOST at a running one"

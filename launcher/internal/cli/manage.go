@@ -1,0 +1,139 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	ucli "github.com/urfave/cli/v3"
+
+	"github.com/bounded-systems/claude-box/launcher/internal/doors"
+	"github.com/bounded-systems/claude-box/launcher/internal/engine"
+	"github.com/bounded-systems/claude-box/launcher/internal/plan"
+)
+
+// services lists the door daemons as user services under env.
+func services(env Env) []doors.Service {
+	cs := controlSockets(env.Getenv, "")
+	home := env.Getenv("HOME")
+	cfg := env.Getenv("XDG_CONFIG_HOME")
+	if cfg == "" {
+		cfg = filepath.Join(home, ".config")
+	}
+	var out []doors.Service
+	for _, d := range plan.DaemonNames() {
+		out = append(out, doors.Service{Daemon: d, Socket: cs.For(d), Home: home, ConfigHome: cfg})
+	}
+	return out
+}
+
+func doorsCommand(env Env) *ucli.Command {
+	return &ucli.Command{
+		Name: "doors", Usage: "install, start, stop and inspect the door daemons (netd, keeperd, scoutd)",
+		UsageText: "claude-box doors init|status|start|stop|logs\n\nExamples:\n  claude-box doors init    # systemd user units under ~/.config/systemd/user\n  claude-box doors start   # systemctl --user, or detached with pid files\n  claude-box doors status  # running, socket, version, live launches, policy",
+		Commands: []*ucli.Command{
+			{Name: "init", Usage: "write systemd user units pointing at the installed daemons", Action: func(ctx context.Context, c *ucli.Command) error {
+				return doors.Init(services(env), env.Stdout)
+			}},
+			{Name: "start", Usage: "start the daemons and wait until they answer", Action: func(ctx context.Context, c *ucli.Command) error {
+				return doors.Start(ctx, services(env), doors.ExecRunner, env.Stdout)
+			}},
+			{Name: "stop", Usage: "stop the daemons", Action: func(ctx context.Context, c *ucli.Command) error {
+				return doors.Stop(ctx, services(env), doors.ExecRunner, env.Stdout)
+			}},
+			{Name: "logs", Usage: "show the daemons' recent audit trail", Action: func(ctx context.Context, c *ucli.Command) error {
+				return doors.Logs(ctx, services(env), doors.ExecRunner, env.Stdout)
+			}},
+			{Name: "status", Usage: "report each daemon from its control socket", Action: func(ctx context.Context, c *ucli.Command) error {
+				down := 0
+				for _, s := range services(env) {
+					st := doors.GetStatus(ctx, s)
+					printStatus(env, st)
+					if !st.Running {
+						down++
+					}
+				}
+				if down > 0 {
+					return &ExitError{Code: 1}
+				}
+				return nil
+			}},
+		},
+	}
+}
+
+func printStatus(env Env, st doors.Status) {
+	if !st.Running {
+		fmt.Fprintf(env.Stdout, "%s: not running (%v)\n  socket: %s\n  start: claude-box doors start (or nix run .#%s -- serve)\n", st.Daemon, st.Err, st.Socket, st.Daemon)
+		return
+	}
+	fmt.Fprintf(env.Stdout, "%s: running %s, up %s\n  socket: %s\n  policy: %s\n  live launches: %d\n",
+		st.Daemon, st.Version, st.Uptime.Round(1e9), st.Socket, st.Policy, len(st.Launches))
+	for _, l := range st.Launches {
+		var cv []string
+		for _, c := range l.GetCaveats() {
+			cv = append(cv, c.GetKey()+"="+c.GetValue())
+		}
+		fmt.Fprintf(env.Stdout, "    %s account=%s door=%s caveats=[%s]\n", l.GetLaunchId(), l.GetAccount(), l.GetDoorId(), strings.Join(cv, " "))
+	}
+}
+
+func doctorCommand(env Env) *ucli.Command {
+	return &ucli.Command{
+		Name: "doctor", Usage: "check podman, the image and its pin, the doors, and stale boxes",
+		Action: func(ctx context.Context, c *ucli.Command) error {
+			bad := 0
+			fail := func(format string, a ...any) { bad++; fmt.Fprintf(env.Stdout, "FAIL "+format+"\n", a...) }
+			ok := func(format string, a ...any) { fmt.Fprintf(env.Stdout, "ok   "+format+"\n", a...) }
+			eng, err := env.Connect(ctx, env.Getenv)
+			var img engine.Image
+			if err != nil {
+				fail("podman: %v\n     hint: %s", err, podmanHint)
+			} else if info, err := eng.Info(ctx); err != nil {
+				fail("podman at %s: %v", eng.URI(), err)
+			} else {
+				ok("podman %s at %s (rootless=%v)", info.Version, eng.URI(), info.Rootless)
+				ref := imageRef("", env.Getenv)
+				if img, err = eng.ResolveImage(ctx, ref); err != nil {
+					fail("image %s: %v", ref, err)
+				} else if err := checkPin(img, imagePin(env.Getenv)); err != nil {
+					fail("image %s: %v", ref, err)
+				} else {
+					pin := imagePin(env.Getenv)
+					if pin == "" {
+						pin = "none"
+					}
+					ok("image %s = %s (pin: %s)", ref, img.ID, pin)
+				}
+				if boxes, err := eng.Boxes(ctx); err != nil {
+					fail("boxes: %v", err)
+				} else {
+					for _, b := range boxes {
+						id := b.Image
+						if !strings.HasPrefix(id, "sha256:") {
+							id = "sha256:" + id
+						}
+						if img.ID != "" && id != img.ID {
+							fail("stale box %s (%s, account %s) runs an old image %s; stop it with `podman rm -f %s`", b.Name, b.State, b.Account, b.Image, b.Name)
+						} else {
+							ok("box %s (%s, account %s)", b.Name, b.State, b.Account)
+						}
+					}
+				}
+			}
+			for _, s := range services(env) {
+				st := doors.GetStatus(ctx, s)
+				if st.Running {
+					ok("%s %s at %s, %d live launches", st.Daemon, st.Version, st.Socket, len(st.Launches))
+				} else {
+					fail("%s: %v\n     hint: claude-box doors start (or nix run .#%s -- serve)", st.Daemon, st.Err, st.Daemon)
+				}
+			}
+			if bad > 0 {
+				return &ExitError{Code: 1}
+			}
+			return nil
+		},
+	}
+}

@@ -1,0 +1,188 @@
+package doors
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/bounded-systems/claude-box/guestroom"
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	doorv1 "github.com/bounded-systems/claude-box/proto/claudebox/door/v1"
+)
+
+// CallTimeout bounds every unary call to a control socket.
+const CallTimeout = 10 * time.Second
+
+// ErrNotRunning reports a door daemon whose control socket does not answer.
+var ErrNotRunning = errors.New("door daemon is not running")
+
+// ErrUnsafeDir reports a socket directory others could write to.
+var ErrUnsafeDir = errors.New("unsafe socket directory")
+
+// CheckSocket fails closed unless path is a socket in a directory only its
+// owner can write to.
+func CheckSocket(path string) error {
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %w", ErrNotRunning, path, err)
+	}
+	if di.Mode().Perm()&0o002 != 0 {
+		return fmt.Errorf("%w: %s is writable by others (mode %v); `chmod 700 %s`", ErrUnsafeDir, dir, di.Mode().Perm(), dir)
+	}
+	fi, err := os.Lstat(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("%w: no control socket at %s", ErrNotRunning, path)
+		}
+		return fmt.Errorf("%w: %s: %w", ErrNotRunning, path, err)
+	}
+	if fi.Mode()&fs.ModeSocket == 0 {
+		return fmt.Errorf("%w: %s is not a socket", ErrNotRunning, path)
+	}
+	return nil
+}
+
+// Want is one door to mint.
+type Want struct {
+	Grant guestroom.Grant
+	// Control is the control socket of the daemon serving the door.
+	Control string
+	// Daemon names the daemon, for messages.
+	Daemon string
+	// Bindings are door-specific bindings (keeper's "repo").
+	Bindings map[string]string
+}
+
+// Minted is one minted door.
+type Minted struct {
+	Want
+	DoorID     string
+	HostSocket string
+}
+
+// NotRunningError names the daemon, its socket and how to start it.
+type NotRunningError struct {
+	Daemon, Socket string
+	Err            error
+}
+
+func (e *NotRunningError) Error() string {
+	return fmt.Sprintf("door %s (%s) at %s: %v", e.Daemon, e.Daemon, e.Socket, e.Err)
+}
+
+func (e *NotRunningError) Unwrap() error { return e.Err }
+
+// Hint says how to start the daemon.
+func (e *NotRunningError) Hint() string {
+	return fmt.Sprintf("start it: `claude-box doors start` (or `nix run .#%s -- serve`)", e.Daemon)
+}
+
+// Session holds the minted doors of one launch and their leases.
+type Session struct {
+	mu     sync.Mutex
+	doors  []Minted
+	conns  []*grpc.ClientConn
+	leases []context.CancelFunc
+	ctrl   []doorv1.ControlServiceClient
+}
+
+// Doors returns the minted doors, in the order asked.
+func (s *Session) Doors() []Minted {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Minted(nil), s.doors...)
+}
+
+// Mint mints every wanted door for (launch, account) and holds each lease
+// until Close. peerUID is the uid the box user has on the host. On any
+// failure every door minted so far is revoked.
+func Mint(ctx context.Context, launch, account string, peerUID int, wants []Want) (*Session, error) {
+	s := &Session{}
+	for _, w := range wants {
+		if err := s.mintOne(ctx, launch, account, peerUID, w); err != nil {
+			s.Close(context.WithoutCancel(ctx))
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+func (s *Session) mintOne(ctx context.Context, launch, account string, peerUID int, w Want) error {
+	if err := CheckSocket(w.Control); err != nil {
+		if errors.Is(err, ErrUnsafeDir) {
+			return err
+		}
+		return &NotRunningError{Daemon: w.Daemon, Socket: w.Control, Err: err}
+	}
+	cc, err := door.Dial(w.Control)
+	if err != nil {
+		return &NotRunningError{Daemon: w.Daemon, Socket: w.Control, Err: err}
+	}
+	s.conns = append(s.conns, cc)
+	ctrl := doorv1.NewControlServiceClient(cc)
+	req := &doorv1.MintDoorRequest{LaunchId: launch, Account: account, Bindings: w.Bindings, PeerUid: int32(peerUID)}
+	for _, c := range w.Grant.Caveats {
+		req.Caveats = append(req.Caveats, &doorv1.Caveat{Key: c.Key, Value: c.Value})
+	}
+	mctx, cancel := context.WithTimeout(ctx, CallTimeout)
+	resp, err := ctrl.MintDoor(mctx, req)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("mint door %q at %s: %w", w.Grant.Door.Name, w.Control, err)
+	}
+	m := Minted{Want: w, DoorID: resp.GetDoorId(), HostSocket: resp.GetSocketPath()}
+	s.mu.Lock()
+	s.doors = append(s.doors, m)
+	s.ctrl = append(s.ctrl, ctrl)
+	s.mu.Unlock()
+	if m.HostSocket == "" || !filepath.IsAbs(m.HostSocket) {
+		return fmt.Errorf("mint door %q: daemon returned no socket path", w.Grant.Door.Name)
+	}
+	// The lease lives until Close (or until this process dies).
+	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
+	s.leases = append(s.leases, lcancel)
+	stream, err := ctrl.HoldLease(lctx)
+	if err != nil {
+		return fmt.Errorf("hold lease on door %q: %w", w.Grant.Door.Name, err)
+	}
+	if err := stream.Send(&doorv1.HoldLeaseRequest{DoorIds: []string{m.DoorID}}); err != nil {
+		return fmt.Errorf("hold lease on door %q: %w", w.Grant.Door.Name, err)
+	}
+	ack := make(chan error, 1)
+	go func() { _, err := stream.Recv(); ack <- err }()
+	select {
+	case err := <-ack:
+		if err != nil {
+			return fmt.Errorf("hold lease on door %q: %w", w.Grant.Door.Name, err)
+		}
+	case <-time.After(CallTimeout):
+		return fmt.Errorf("hold lease on door %q: no acknowledgement in %v", w.Grant.Door.Name, CallTimeout)
+	}
+	return nil
+}
+
+// Close revokes every door and ends the leases. It is safe to call twice.
+func (s *Session) Close(ctx context.Context) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i, d := range s.doors {
+		rctx, cancel := context.WithTimeout(ctx, CallTimeout)
+		_, _ = s.ctrl[i].RevokeDoor(rctx, &doorv1.RevokeDoorRequest{DoorId: d.DoorID})
+		cancel()
+	}
+	for _, l := range s.leases {
+		l()
+	}
+	for _, c := range s.conns {
+		_ = c.Close()
+	}
+	s.doors, s.ctrl, s.leases, s.conns = nil, nil, nil, nil
+}

@@ -1,0 +1,197 @@
+// Package entry is the box's entrypoint (claude-box-entry): it verifies from
+// inside the security floor the launcher promised, starts the netd relay
+// when the net door is mounted, then execs claude. It refuses to start
+// anything when part of the floor is missing.
+package entry
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// Paths the entrypoint reads; a test points them at fixtures.
+type Paths struct {
+	// Status is /proc/self/status.
+	Status string
+	// PidsMax lists the cgroup pids.max files to try, in order.
+	PidsMax []string
+	// NetSocket is the net door's socket in the box.
+	NetSocket string
+}
+
+// DefaultPaths are the real paths in a box.
+var DefaultPaths = Paths{
+	Status:    "/proc/self/status",
+	PidsMax:   []string{"/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"},
+	NetSocket: "/run/doors/netd.sock",
+}
+
+// ErrFloor reports a floor the box does not have.
+var ErrFloor = errors.New("refusing to start: the promised security floor is missing")
+
+// CheckFloor verifies: not root, no effective capabilities, no_new_privs,
+// seccomp filtering, and a numeric pids limit. The error names every part
+// that is missing.
+func CheckFloor(p Paths, uid int) error {
+	var missing []string
+	if uid == 0 {
+		missing = append(missing, "uid is 0 (want the box user, 1000)")
+	}
+	st, err := readStatus(p.Status)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrFloor, err)
+	}
+	if v := st["CapEff"]; strings.Trim(v, "0") != "" || v == "" {
+		missing = append(missing, fmt.Sprintf("CapEff is %q (want all capabilities dropped)", v))
+	}
+	if v := st["NoNewPrivs"]; v != "1" {
+		missing = append(missing, fmt.Sprintf("NoNewPrivs is %q (want 1)", v))
+	}
+	if v := st["Seccomp"]; v != "2" {
+		missing = append(missing, fmt.Sprintf("Seccomp is %q (want 2, filtering)", v))
+	}
+	if err := checkPids(p.PidsMax); err != nil {
+		missing = append(missing, err.Error())
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("%w: %s", ErrFloor, strings.Join(missing, "; "))
+	}
+	return nil
+}
+
+func readStatus(path string) (map[string]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	out := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok {
+			out[k] = strings.TrimSpace(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return out, nil
+}
+
+func checkPids(files []string) error {
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "max" || v == "" {
+			return fmt.Errorf("pids.max is %q (want a pids limit)", v)
+		}
+		for _, c := range v {
+			if c < '0' || c > '9' {
+				return fmt.Errorf("pids.max is %q (want a number)", v)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("no pids.max in %s (want a pids limit)", strings.Join(files, ", "))
+}
+
+// Config is one run of the entrypoint.
+type Config struct {
+	Args   []string // PROGRAM ARGS…, as the box's command
+	Getenv func(string) string
+	Stderr io.Writer
+	Paths  Paths
+	UID    int
+	// RelayListen is where the netd relay listens.
+	RelayListen string
+	// Exec replaces the process (syscall.Exec in production).
+	Exec func(path string, argv []string, env []string) error
+	// Environ is the environment passed on.
+	Environ []string
+	// TTY reports whether stdin is a terminal.
+	TTY bool
+}
+
+// Run verifies the floor, starts the relay if the net door is mounted, and
+// execs the program. With no program and no TTY it waits for ctx.
+func Run(ctx context.Context, c Config) error {
+	if err := CheckFloor(c.Paths, c.UID); err != nil {
+		return err
+	}
+	args := c.Args
+	prog := ""
+	if len(args) > 0 && args[0] == "--exec" {
+		if len(args) < 2 {
+			return errors.New("--exec needs a program")
+		}
+		prog, args = args[1], args[2:]
+	} else if p := c.Getenv("CLAUDE_BOX_EXEC"); p != "" && len(args) > 0 {
+		prog = p
+		args = args[1:]
+	}
+	if fi, err := os.Lstat(c.Paths.NetSocket); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		if err := startRelay(ctx, c); err != nil {
+			return err
+		}
+	}
+	if prog == "" {
+		if len(args) == 0 {
+			if c.TTY {
+				return errors.New("no program to run")
+			}
+			<-ctx.Done()
+			return nil
+		}
+		prog, args = args[0], args[1:]
+	}
+	path, err := exec.LookPath(prog)
+	if err != nil {
+		return fmt.Errorf("find %s: %w", prog, err)
+	}
+	return c.Exec(path, append([]string{prog}, args...), c.Environ)
+}
+
+// startRelay starts `netd relay` and waits until it listens.
+func startRelay(ctx context.Context, c Config) error {
+	bin, err := exec.LookPath("netd")
+	if err != nil {
+		return fmt.Errorf("net door is mounted but netd is not in the image: %w", err)
+	}
+	cmd := exec.Command(bin, "relay", "--listen", c.RelayListen, "--door", c.Paths.NetSocket)
+	cmd.Stdout, cmd.Stderr = c.Stderr, c.Stderr
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start netd relay: %w", err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", c.RelayListen, 200*time.Millisecond)
+		if err == nil {
+			conn.Close()
+			return nil
+		}
+		select {
+		case err := <-exited:
+			return fmt.Errorf("netd relay exited before listening: %v", err)
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("netd relay did not listen on %s within 10s", c.RelayListen)
+		}
+	}
+}
