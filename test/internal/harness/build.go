@@ -71,7 +71,11 @@ func Build(ctx context.Context, repoRoot, outDir string, t Target) (string, erro
 		}
 	}
 	args = append(args, t.Pkg)
-	c := command{Path: goBin, Args: args, Dir: modDir, Env: append(os.Environ(), "CGO_ENABLED=0")}
+	// GOWORK=off: each module builds from its own go.mod and the siblings it
+	// replaces, as nix builds it. In workspace mode the modules' requirements
+	// are merged, and the launcher's podman bindings need an older
+	// filepath-securejoin than go-git's.
+	c := command{Path: goBin, Args: args, Dir: modDir, Env: append(os.Environ(), "CGO_ENABLED=0", "GOWORK=off")}
 	if _, err := c.output(ctx); err != nil {
 		return "", fmt.Errorf("build %s: %w", t.Name, err)
 	}
