@@ -183,7 +183,7 @@ func checkRef(ref string) error {
 }
 
 func resolveRef(ar *packp.AdvRefs, ref string) (plumbing.Hash, error) {
-	if ref == "" {
+	if ref == "" || ref == "HEAD" {
 		if ar.Head == nil {
 			return plumbing.ZeroHash, &Error{Kind: KindNotFound, Reason: ReasonRefNotFound, Err: errors.New("the remote advertises no HEAD; name a branch or tag")}
 		}

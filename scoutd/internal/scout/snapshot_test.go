@@ -153,7 +153,7 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	s := e.scout([]string{"git.test:" + port}, nil)
 	url := "https://git.test:" + port + "/octo/r.git"
 
-	for _, ref := range []string{"", "main", "v1", "refs/heads/main"} {
+	for _, ref := range []string{"", "HEAD", "main", "v1", "refs/heads/main"} {
 		t.Run("ref="+ref, func(t *testing.T) {
 			var buf bytes.Buffer
 			res, err := s.Snapshot(context.Background(), SnapshotRequest{URL: url, Ref: ref, Caveats: []guestroom.Caveat{{Key: "repo", Value: "octo/r"}}}, &buf)

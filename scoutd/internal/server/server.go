@@ -27,7 +27,7 @@ import (
 const ErrorDomain = "scout.claudebox"
 
 // ChunkSize is the largest body chunk sent in one message.
-const ChunkSize = 1 << 20
+const ChunkSize = 1<<20 - 1024 // a message stays within gRPC's 1 MiB buffer tier
 
 // Audit attribute keys beside the runtime's fixed ones.
 const (
