@@ -221,7 +221,7 @@ func (r *Relay) ServeConn(ctx context.Context, c net.Conn) {
 		}
 		body = requestBody(h, rest, c)
 	}
-	r.pump(ctx, cancel, c, stream, body)
+	r.pump(cancel, c, stream, body)
 }
 
 // requestBody is what follows an HTTP request head upstream: exactly its
@@ -281,7 +281,7 @@ func (r *Relay) open(ctx context.Context, o *netv1.Open) (netv1.EgressService_Tu
 
 // pump copies client bytes (from body) up the stream and stream bytes down
 // to the client until either side ends.
-func (r *Relay) pump(ctx context.Context, cancel context.CancelFunc, c net.Conn, stream netv1.EgressService_TunnelClient, body io.Reader) {
+func (r *Relay) pump(cancel context.CancelFunc, c net.Conn, stream netv1.EgressService_TunnelClient, body io.Reader) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -298,10 +298,19 @@ func (r *Relay) pump(ctx context.Context, cancel context.CancelFunc, c net.Conn,
 					return
 				}
 			}
-			if err != nil {
-				if errors.Is(err, io.EOF) && body == io.Reader(c) {
+			switch {
+			case err == nil:
+			case errors.Is(err, io.EOF):
+				// The client half-closed a tunnel: half-close upstream too.
+				// (The end of an HTTP request body is not the client's EOF.)
+				if body == io.Reader(c) {
 					_ = stream.CloseSend()
 				}
+				return
+			default:
+				// The client is gone: tear the tunnel down now rather than
+				// at the upstream's leisure.
+				cancel()
 				return
 			}
 		}
