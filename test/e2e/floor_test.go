@@ -46,11 +46,13 @@ func TestFloorHolds(t *testing.T) {
 	if n, err := strconv.Atoi(r.PidsMax); err != nil || n <= 0 || n > 65536 {
 		t.Errorf("pids.max = %q, want a finite limit", r.PidsMax)
 	}
-	if !strings.Contains(r.Unshare, "operation not permitted") {
-		t.Errorf("unshare(CLONE_NEWUSER) = %q, want operation not permitted", r.Unshare)
+	// The box's seccomp profile answers clone() with namespace flags with its
+	// default errno (ENOSYS) and unshare()/mount() with EPERM.
+	if !strings.Contains(r.Unshare, "function not implemented") && !strings.Contains(r.Unshare, "operation not permitted") {
+		t.Errorf("clone(CLONE_NEWUSER) = %q, want ENOSYS or EPERM from seccomp", r.Unshare)
 	}
-	if r.UnshareCmd == "ok" || r.UnshareCmd == "" {
-		t.Errorf("unshare -U true = %q, want a failure", r.UnshareCmd)
+	if !strings.Contains(r.UnshareCmd, "Operation not permitted") {
+		t.Errorf("unshare -U true = %q, want Operation not permitted", r.UnshareCmd)
 	}
 	if !strings.Contains(r.Mount, "operation not permitted") {
 		t.Errorf("mount tmpfs = %q, want operation not permitted", r.Mount)

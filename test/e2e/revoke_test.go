@@ -121,8 +121,10 @@ func TestRevocation(t *testing.T) {
 		for _, c := range containers {
 			o, err := w.s.podman.CLI(ctx, "exec", c, "/usr/local/bin/probe", "sockets", "-path", "/run/doors/scoutd.sock", "-path", "/run/doors/netd.sock")
 			if err != nil {
+				t.Logf("box %s outlived nothing: %v", c, err)
 				continue // the box is gone too
 			}
+			t.Logf("box %s outlived its launcher: %s", c, strings.TrimSpace(string(o)))
 			r, perr := parseProbe(string(o))
 			if perr != nil {
 				t.Errorf("probe in orphaned box %s: %v", c, perr)

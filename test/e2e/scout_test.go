@@ -32,7 +32,7 @@ func TestReadsGoThroughScout(t *testing.T) {
 		"scout repo " + git.URL() + "/repo.git /tmp/snap && cat /tmp/snap/README.md /tmp/snap/dir/file.txt; echo SCOUT_REPO_RC=$?",
 		"scout issue octo/hello#1; echo SCOUT_ISSUE_RC=$?",
 		"scout fetch " + denied.URL() + "/; echo SCOUT_DENIED_RC=$?",
-		"test -e /tmp/snap/.git && echo SNAPSHOT_HAS_DOT_GIT",
+		"if test -e /tmp/snap/.git; then echo SNAPSHOT_HAS_DOT_GIT; fi",
 	}, "\n")
 	res := w.ok(t, "e2e-scout", "--scout", "--", "sh", "-c", script)
 

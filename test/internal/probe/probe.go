@@ -294,7 +294,12 @@ func sockets(ctx context.Context, r *Report, extra []string) {
 		if d.IsDir() && skipDirs[p] {
 			return filepath.SkipDir
 		}
-		if d.Type()&fs.ModeSocket != 0 {
+		if d.IsDir() {
+			return nil
+		}
+		// A socket bind-mounted over a file is a socket only to stat: the
+		// directory entry still says what the mount point was.
+		if info, err := os.Stat(p); err == nil && info.Mode()&fs.ModeSocket != 0 {
 			r.Sockets = append(r.Sockets, p)
 		}
 		return nil
