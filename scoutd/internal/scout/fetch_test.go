@@ -10,6 +10,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -226,4 +227,21 @@ func gzipBomb(t *testing.T, n int) []byte {
 		t.Fatalf("bomb is %d bytes, want under the wire ceiling", len(b))
 	}
 	return b
+}
+
+func TestFetchHTTPWhenAllowed(t *testing.T) {
+	e := newEnv(t)
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "plain") }))
+	t.Cleanup(s.Close)
+	port := s.URL[strings.LastIndex(s.URL, ":")+1:]
+	on := e.scout([]string{"good.test:" + port}, func(c *Config) { c.AllowHTTP = true })
+	var bw bufWriter
+	if _, _, err := on.Fetch(context.Background(), FetchRequest{URL: "http://good.test:" + port + "/"}, &bw); err != nil || bw.body.String() != "plain" {
+		t.Fatalf("http fetch with AllowHTTP: %v %q", err, bw.body.String())
+	}
+	off := e.scout([]string{"good.test:" + port}, nil)
+	_, _, err := off.Fetch(context.Background(), FetchRequest{URL: "http://good.test:" + port + "/"}, &bw)
+	if got := reasonOf(t, err); got != ReasonHTTPNotAllowed {
+		t.Fatalf("reason = %s, want %s", got, ReasonHTTPNotAllowed)
+	}
 }
