@@ -98,10 +98,20 @@ func TestRevocation(t *testing.T) {
 		for _, l := range live {
 			ids = append(ids, l...)
 		}
+		sort.Strings(ids)
+		ids = slices.Compact(ids)
+		if len(ids) != 1 {
+			t.Fatalf("want one launch id across the daemons, got %v", ids)
+		}
+		// Kill the launcher only once its box is running.
 		var containers []string
-		for _, id := range ids {
-			ps, _ := w.s.podman.CLI(ctx, "ps", "--filter", "label=io.claude-box.launch="+id, "--format", "{{.ID}}")
-			containers = append(containers, strings.Fields(string(ps))...)
+		running := harness.WaitFor(60*time.Second, func() bool {
+			ps, _ := w.s.podman.CLI(ctx, "ps", "--filter", "label=io.claude-box.launch="+ids[0], "--filter", "status=running", "--format", "{{.ID}}")
+			containers = strings.Fields(string(ps))
+			return len(containers) > 0
+		})
+		if !running {
+			t.Fatalf("the box of launch %s never ran\n%s", ids[0], out.String())
 		}
 
 		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
@@ -115,14 +125,12 @@ func TestRevocation(t *testing.T) {
 		if !harness.WaitFor(10*time.Second, func() bool { return len(w.launchSockets(t)) == 0 }) {
 			t.Errorf("after SIGKILL of the launcher, sockets remain: %v", w.launchSockets(t))
 		}
-		sort.Strings(containers)
-		containers = slices.Compact(containers)
 		// A box that outlived its launcher holds dead doors.
 		for _, c := range containers {
 			o, err := w.s.podman.CLI(ctx, "exec", c, "/usr/local/bin/probe", "sockets", "-path", "/run/doors/scoutd.sock", "-path", "/run/doors/netd.sock")
 			if err != nil {
-				t.Logf("box %s outlived nothing: %v", c, err)
-				continue // the box is gone too
+				t.Logf("box %s is gone: %v", c, err)
+				continue
 			}
 			t.Logf("box %s outlived its launcher: %s", c, strings.TrimSpace(string(o)))
 			r, perr := parseProbe(string(o))
