@@ -1,9 +1,9 @@
 package keeper
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -33,10 +33,9 @@ func lockIndex(gitDir string) (*indexLock, error) {
 
 // read decodes the current index; a missing index is empty.
 func (l *indexLock) read() (*index.Index, time.Time, error) {
-	idx := &index.Index{Version: 2}
 	f, err := os.Open(l.path)
 	if errors.Is(err, fs.ErrNotExist) {
-		return idx, time.Time{}, nil
+		return &index.Index{Version: 2}, time.Time{}, nil
 	}
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: open index: %w", ErrInternal, err)
@@ -46,7 +45,15 @@ func (l *indexLock) read() (*index.Index, time.Time, error) {
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: stat index: %w", ErrInternal, err)
 	}
-	if err := index.NewDecoder(bufio.NewReader(f)).Decode(idx); err != nil {
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return nil, time.Time{}, fmt.Errorf("%w: read index: %w", ErrInternal, err)
+	}
+	idx, err := decodeIndex(b)
+	if err != nil {
+		if errors.Is(err, ErrPrecondition) {
+			return nil, time.Time{}, err
+		}
 		return nil, time.Time{}, fmt.Errorf("%w: decode index: %w", ErrInternal, err)
 	}
 	return idx, fi.ModTime(), nil
@@ -54,6 +61,7 @@ func (l *indexLock) read() (*index.Index, time.Time, error) {
 
 // commit writes idx to the lock file and renames it over the index.
 // Extensions (cache tree, untracked cache) are dropped: git rebuilds them.
+// The entries must be sorted by name.
 func (l *indexLock) commit(idx *index.Index) (err error) {
 	defer func() {
 		if err != nil {
@@ -61,16 +69,7 @@ func (l *indexLock) commit(idx *index.Index) (err error) {
 			os.Remove(l.path + ".lock")
 		}
 	}()
-	idx.Cache = nil
-	idx.EndOfIndexEntry = nil
-	if idx.Version < 2 || idx.Version > 4 {
-		idx.Version = 2
-	}
-	w := bufio.NewWriter(l.f)
-	if err := index.NewEncoder(w).Encode(idx); err != nil {
-		return fmt.Errorf("%w: encode index: %w", ErrInternal, err)
-	}
-	if err := w.Flush(); err != nil {
+	if err := encodeIndex(l.f, idx.Entries); err != nil {
 		return fmt.Errorf("%w: write index: %w", ErrInternal, err)
 	}
 	if err := l.f.Close(); err != nil {

@@ -92,7 +92,7 @@ func armor(b []byte) []byte {
 // is trusted.
 func VerifySSH(armored []byte, namespace string, message io.Reader) (ssh.PublicKey, error) {
 	s := strings.TrimSpace(string(armored))
-	if !strings.HasPrefix(s, armorBegin) || !strings.HasSuffix(s, armorEnd) {
+	if len(s) < len(armorBegin)+len(armorEnd) || !strings.HasPrefix(s, armorBegin) || !strings.HasSuffix(s, armorEnd) {
 		return nil, fmt.Errorf("%w: not an armored SSH signature", ErrBadSignature)
 	}
 	body := strings.Join(strings.Fields(s[len(armorBegin):len(s)-len(armorEnd)]), "")
