@@ -230,7 +230,7 @@ func requestBody(h *head, rest []byte, c net.Conn) io.Reader {
 	all := io.MultiReader(strings.NewReader(string(rest)), c)
 	switch {
 	case h.chunked:
-		return all
+		return newChunkedBody(all)
 	case h.contentLength > 0:
 		return io.LimitReader(all, h.contentLength)
 	}

@@ -237,3 +237,21 @@ func TestForwardedHead(t *testing.T) {
 		t.Fatal("a proxy credential reached the log")
 	}
 }
+
+// TestChunkedBodyEndsAtItsEnd proves a chunked request body is carried
+// verbatim and a request pipelined behind it is not.
+func TestChunkedBodyEndsAtItsEnd(t *testing.T) {
+	s := newStack(t, stackOpts{spec: tableSpec})
+	body := "5;ext=1\r\nhello\r\n0\r\nX-Trailer: t\r\n\r\n"
+	raw := "POST http://plain.test/up HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\n\r\n" + body +
+		get("http://plain.test/second", "plain.test")
+	got := roundTrip(t, s.relayAddr, raw, 0)
+	if got.status != 200 {
+		t.Fatalf("got %+v", got)
+	}
+	seen := s.up.seen()
+	want := "POST /up HTTP/1.1\r\nHost: plain.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body
+	if len(seen) != 1 || seen[0] != want {
+		t.Fatalf("upstream saw %q\nwant %q", seen, want)
+	}
+}
