@@ -11,11 +11,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"sort"
 	"strings"
 	"time"
 
 	"github.com/bounded-systems/claude-box/guestroom/dest"
 	"github.com/bounded-systems/claude-box/guestroom/door"
+	doorv1 "github.com/bounded-systems/claude-box/proto/claudebox/door/v1"
 	"github.com/bounded-systems/claude-box/scoutd/internal/egressdoor"
 	"github.com/bounded-systems/claude-box/scoutd/internal/scout"
 	"github.com/bounded-systems/claude-box/scoutd/internal/server"
@@ -28,6 +30,7 @@ const usage = `usage: scoutd COMMAND [flags]
 
 commands:
   serve     serve the scout door (control socket; --door for a standing door)
+  status    ask a running scoutd (--socket) for its policy, launches and counters
   version   print the version
 
 serve flags:
@@ -75,6 +78,8 @@ func Run(ctx context.Context, args []string, env Env) error {
 	switch args[0] {
 	case "serve":
 		return serve(ctx, args[1:], env)
+	case "status":
+		return status(ctx, args[1:], env)
 	case "version", "--version":
 		_, err := fmt.Fprintf(env.Stdout, "scoutd %s\n", Version())
 		return err
@@ -181,6 +186,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 			return scout.ValidateCaveats(b.Caveats)
 		},
 		PolicySummary: pol.Summary,
+		Counters:      srv.Counters,
 	})
 	if err != nil {
 		return err
@@ -220,4 +226,45 @@ func serve(ctx context.Context, args []string, env Env) error {
 		shutdown()
 		return fmt.Errorf("control socket: %w", err)
 	}
+}
+
+// status asks the control socket for the daemon's status.
+func status(ctx context.Context, args []string, env Env) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	sock := fs.String("socket", defaultSocket(env.Getenv), "control socket")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cc, err := door.Dial(*sock)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cc.Close() }()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	st, err := doorv1.NewControlServiceClient(cc).GetStatus(ctx, &doorv1.GetStatusRequest{})
+	if err != nil {
+		return fmt.Errorf("%w\nhint: start it with `scoutd serve` (or pass --socket)", door.Unavailable(*sock, err))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "scoutd %s, up %s\npolicy: %s\n", st.GetVersion(), st.GetUptime().AsDuration().Round(time.Second), st.GetPolicySummary())
+	fmt.Fprintf(&b, "launches: %d\n", len(st.GetLaunches()))
+	for _, l := range st.GetLaunches() {
+		var cs []string
+		for _, c := range l.GetCaveats() {
+			cs = append(cs, c.GetKey()+"="+c.GetValue())
+		}
+		fmt.Fprintf(&b, "  %s account=%s door=%s caveats=[%s]\n", l.GetLaunchId(), l.GetAccount(), l.GetDoorId(), strings.Join(cs, " "))
+	}
+	keys := make([]string, 0, len(st.GetCounters()))
+	for k := range st.GetCounters() {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "  %s=%d\n", k, st.GetCounters()[k])
+	}
+	_, err = io.WriteString(env.Stdout, b.String())
+	return err
 }

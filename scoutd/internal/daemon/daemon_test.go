@@ -251,6 +251,19 @@ func TestServeEndToEnd(t *testing.T) {
 		t.Errorf("minted a door with a caveat scout cannot enforce")
 	}
 
+	var stOut bytes.Buffer
+	if err := Run(context.Background(), []string{"status", "--socket", w.control}, Env{Stdout: &stOut, Stderr: io.Discard}); err != nil {
+		t.Fatalf("scoutd status: %v", err)
+	}
+	for _, want := range []string{"launches: 2", "l1 account=acct", "host=content.test", "fetch_ok=", "fetch_denied=", "snapshot_denied="} {
+		if !strings.Contains(stOut.String(), want) {
+			t.Errorf("scoutd status lacks %q:\n%s", want, stOut.String())
+		}
+	}
+	if strings.Contains(stOut.String(), token) {
+		t.Errorf("scoutd status printed the token")
+	}
+
 	// The token went to the API, on every request there, and nowhere else.
 	for _, h := range w.apiRec.Seen() {
 		if h.Get("Authorization") != "Bearer "+token {

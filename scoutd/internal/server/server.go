@@ -9,7 +9,9 @@ import (
 	"errors"
 	"log/slog"
 	"net/url"
+	"maps"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -46,6 +48,9 @@ type Server struct {
 	log     *slog.Logger
 	version string
 	summary string
+
+	mu     sync.Mutex
+	counts map[string]int64
 }
 
 // New returns a Server over s. log receives the audit records.
@@ -53,7 +58,21 @@ func New(s *scout.Scout, log *slog.Logger, version string) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{scout: s, log: log, version: version, summary: Summary(s)}
+	return &Server{scout: s, log: log, version: version, summary: Summary(s), counts: map[string]int64{}}
+}
+
+// Counters reports requests by kind and outcome ("fetch_ok",
+// "snapshot_denied", "issue_failed"), for the control service's status.
+func (s *Server) Counters() map[string]int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.counts)
+}
+
+func (s *Server) count(key string) {
+	s.mu.Lock()
+	s.counts[key]++
+	s.mu.Unlock()
 }
 
 // Register registers the scout service on g (for door.MinterConfig.Register).
@@ -196,6 +215,14 @@ func (s *Server) audit(ctx context.Context, kind, target string, err error, star
 	}
 	r.Attrs = append([]slog.Attr{slog.String(keyKind, kind), slog.Int64(keyElapsed, time.Since(start).Milliseconds())}, attrs...)
 	door.Audit(ctx, s.log, r)
+	switch {
+	case !r.Allow:
+		s.count(kind + "_denied")
+	case r.Err != nil:
+		s.count(kind + "_failed")
+	default:
+		s.count(kind + "_ok")
+	}
 }
 
 // toStatus is the one place domain errors become gRPC status: a code by
