@@ -52,7 +52,7 @@ func TestToStatus(t *testing.T) {
 func TestRedactURL(t *testing.T) {
 	for in, want := range map[string]string{
 		"https://u:p@host.test/a?token=x#f": "https://host.test/a",
-		"not a url \x00":                   "not a url \x00",
+		"not a url \x00":                    "not a url \x00",
 	} {
 		if got := redactURL(in); got != want {
 			t.Errorf("redactURL(%q) = %q, want %q", in, got, want)
