@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bounded-systems/claude-box/test/internal/probe"
 )
 
 // Host secrets that must never reach a box.
@@ -22,13 +24,29 @@ var hostSecrets = map[string]string{
 // no_new_privs, a seccomp filter, a pids limit, cannot create a user
 // namespace or mount, holds no setuid binary, and gets none of the host's
 // secrets from the environment.
+//
+// It holds the same with every door granted (--room dev): a door adds a
+// socket, never privilege.
 func TestFloorHolds(t *testing.T) {
 	w := newWorld(t)
 	for k, v := range hostSecrets {
 		w.extraEnv = append(w.extraEnv, k+"="+v)
 	}
-	r := w.ok(t, "e2e-floor", "--", "probe", "floor").probe(t)
+	t.Run("default", func(t *testing.T) {
+		checkFloor(t, w.ok(t, "e2e-floor", "--", "probe", "floor").probe(t))
+	})
+	t.Run("room-dev", func(t *testing.T) {
+		w.startScoutd(t, nil, "")
+		w.startNetd(t, nil)
+		repo := newKeeperRepo(t, w)
+		w.startKeeperd(t, repo)
+		checkFloor(t, w.ok(t, "e2e-floor", "--room", "dev", "--repo", repo.dir, "--", "probe", "floor").probe(t))
+	})
+}
 
+// checkFloor asserts the security floor on a probe floor report.
+func checkFloor(t *testing.T, r probe.Report) {
+	t.Helper()
 	if r.UID != 1000 || r.GID != 1000 {
 		t.Errorf("uid:gid = %d:%d, want 1000:1000", r.UID, r.GID)
 	}

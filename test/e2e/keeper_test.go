@@ -158,6 +158,9 @@ func TestWritesGoThroughKeeper(t *testing.T) {
 	if !strings.Contains(res.stdout, "KEEPER_PUSH_RELEASE_RC=") || strings.Contains(res.stdout, "KEEPER_PUSH_RELEASE_RC=0") {
 		t.Errorf("keeper push release was not refused\n%s", res)
 	}
+	if !strings.Contains(res.stderr, `branch "release" is not allowed by policy`) {
+		t.Errorf("keeper push release: the refusal does not name the branch policy\n%s", res)
+	}
 	if _, err := harness.GitE(repo.bare, "rev-parse", "--verify", "refs/heads/release"); err == nil {
 		t.Errorf("the forbidden branch release reached the remote")
 	}
