@@ -68,6 +68,8 @@ e2e: ## run the end-to-end confinement suite against real podman and real daemon
 .PHONY: bench
 bench: ## run the benchmarks (ratios against peers measured in the same run)
 	@for m in $(ALL_MODULES); do echo "== bench $$m"; (cd $$m && go test $(call tags,$$m) -run '^$$' -bench . -benchtime 1x ./...); done
+	@echo "== bench netd/bench (netd vs stripe/smokescreen vs direct; own module, not in go.work)"
+	cd netd/bench && GOWORK=off go test -run '^$$' -bench . -benchtime 1x -timeout 30m .
 
 .PHONY: tidy
 tidy: ## go mod tidy in every module
