@@ -187,6 +187,7 @@ func TestFetchRefuses(t *testing.T) {
 		{"total timeout", base + "/slow-body", FetchRequest{Timeout: 50 * time.Millisecond}, ReasonTimeout},
 		{"host caveat", base + "/ok", FetchRequest{Caveats: []guestroom.Caveat{{Key: "host", Value: "docs.example.com"}}}, ReasonCaveatDenied},
 		{"repo caveat refuses fetches", base + "/ok", FetchRequest{Caveats: []guestroom.Caveat{{Key: "repo", Value: "octo/r"}}}, ReasonCaveatDenied},
+		{"redirect outside the host caveat", base + "/to-private", FetchRequest{Caveats: []guestroom.Caveat{{Key: "host", Value: "good.test"}}}, ReasonCaveatDenied},
 		{"unknown caveat", base + "/ok", FetchRequest{Caveats: []guestroom.Caveat{{Key: "color", Value: "red"}}}, ReasonCaveatDenied},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
