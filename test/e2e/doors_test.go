@@ -31,13 +31,13 @@ func loopbackPolicy(names ...string) []string {
 }
 
 // startScoutd starts scoutd with a policy that allows the given upstreams.
-func (w *world) startScoutd(t *testing.T, api *harness.GitHubAPI, token string, allowed ...*harness.Upstream) *harness.Daemon {
+func (w *world) startScoutd(t testing.TB, api *harness.GitHubAPI, token string, allowed ...*harness.Upstream) *harness.Daemon {
 	t.Helper()
 	return w.startScoutdArgs(t, api, token, nil, allowed...)
 }
 
 // startScoutdArgs is startScoutd with extra serve flags.
-func (w *world) startScoutdArgs(t *testing.T, api *harness.GitHubAPI, token string, extra []string, allowed ...*harness.Upstream) *harness.Daemon {
+func (w *world) startScoutdArgs(t testing.TB, api *harness.GitHubAPI, token string, extra []string, allowed ...*harness.Upstream) *harness.Daemon {
 	t.Helper()
 	var hosts, names []string
 	for _, u := range allowed {
@@ -63,7 +63,7 @@ func (w *world) startScoutdArgs(t *testing.T, api *harness.GitHubAPI, token stri
 }
 
 // startNetd starts netd allowing exactly the given upstreams (host:port).
-func (w *world) startNetd(t *testing.T, allowed []*harness.Upstream, known ...*harness.Upstream) *harness.Daemon {
+func (w *world) startNetd(t testing.TB, allowed []*harness.Upstream, known ...*harness.Upstream) *harness.Daemon {
 	t.Helper()
 	var entries, names []string
 	for _, u := range allowed {
@@ -82,7 +82,7 @@ func (w *world) startNetd(t *testing.T, allowed []*harness.Upstream, known ...*h
 }
 
 // hostSockets lists every unix socket under the world's HOME.
-func (w *world) hostSockets(t *testing.T) []string {
+func (w *world) hostSockets(t testing.TB) []string {
 	t.Helper()
 	var out []string
 	_ = filepath.WalkDir(w.home, func(p string, d fs.DirEntry, err error) error {
@@ -95,7 +95,7 @@ func (w *world) hostSockets(t *testing.T) []string {
 }
 
 // manifest parses $CLAUDE_BOX_CAPABILITIES from a probe report.
-func manifest(t *testing.T, r probe.Report) guestroom.Manifest {
+func manifest(t testing.TB, r probe.Report) guestroom.Manifest {
 	t.Helper()
 	raw, ok := r.Env["CLAUDE_BOX_CAPABILITIES"]
 	if !ok {
@@ -109,7 +109,7 @@ func manifest(t *testing.T, r probe.Report) guestroom.Manifest {
 }
 
 // launchID is the launch id the box was told ($CLAUDE_BOX_LAUNCH).
-func launchID(t *testing.T, r probe.Report) string {
+func launchID(t testing.TB, r probe.Report) string {
 	t.Helper()
 	id := r.Env["CLAUDE_BOX_LAUNCH"]
 	if id == "" {

@@ -45,7 +45,7 @@ func TestFloorHolds(t *testing.T) {
 }
 
 // checkFloor asserts the security floor on a probe floor report.
-func checkFloor(t *testing.T, r probe.Report) {
+func checkFloor(t testing.TB, r probe.Report) {
 	t.Helper()
 	if r.UID != 1000 || r.GID != 1000 {
 		t.Errorf("uid:gid = %d:%d, want 1000:1000", r.UID, r.GID)

@@ -18,13 +18,13 @@ var keeperIdentity = map[string]string{"name": "e2e keeper", "email": "keeper@ex
 
 // startKeeperd starts keeperd with a policy that binds repo (if any) and lets
 // it push main and feature/* to remote.
-func (w *world) startKeeperd(t *testing.T, repo *keeperRepo) *harness.Daemon {
+func (w *world) startKeeperd(t testing.TB, repo *keeperRepo) *harness.Daemon {
 	t.Helper()
 	return w.startKeeperdArgs(t, repo)
 }
 
 // startKeeperdArgs is startKeeperd with extra serve flags.
-func (w *world) startKeeperdArgs(t *testing.T, repo *keeperRepo, extra ...string) *harness.Daemon {
+func (w *world) startKeeperdArgs(t testing.TB, repo *keeperRepo, extra ...string) *harness.Daemon {
 	t.Helper()
 	policy := map[string]any{
 		"version":    1,
@@ -65,7 +65,7 @@ type keeperRepo struct {
 	server    *harness.GitServer
 }
 
-func newKeeperRepo(t *testing.T, w *world) *keeperRepo {
+func newKeeperRepo(t testing.TB, w *world) *keeperRepo {
 	t.Helper()
 	dir := harness.NewRepo(t, map[string]string{"README.md": "hello\n"})
 	root := t.TempDir()

@@ -25,7 +25,7 @@ func (w *world) controlSockets() []string {
 }
 
 // launchSockets lists sockets under HOME that are not control sockets.
-func (w *world) launchSockets(t *testing.T) []string {
+func (w *world) launchSockets(t testing.TB) []string {
 	t.Helper()
 	ctl := w.controlSockets()
 	var out []string
@@ -38,7 +38,7 @@ func (w *world) launchSockets(t *testing.T) []string {
 }
 
 // liveLaunches asks every daemon for its live launches.
-func (w *world) liveLaunches(t *testing.T) map[string][]string {
+func (w *world) liveLaunches(t testing.TB) map[string][]string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

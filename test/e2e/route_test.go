@@ -10,7 +10,7 @@ import (
 )
 
 // hostAddrs lists the host's non-loopback IPv4 addresses.
-func hostAddrs(t *testing.T) []string {
+func hostAddrs(t testing.TB) []string {
 	t.Helper()
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {

@@ -77,7 +77,7 @@ func TestMain(m *testing.M) {
 
 // setup returns the shared suite, building it on first use. A test that needs
 // a piece that could not be set up is skipped (failed in CI) naming it.
-func setup(t *testing.T) *suite {
+func setup(t testing.TB) *suite {
 	t.Helper()
 	shared.once.Do(func() { shared.s = build() })
 	s := shared.s
@@ -86,7 +86,7 @@ func setup(t *testing.T) *suite {
 }
 
 // bin returns a built binary or stops the test naming the missing one.
-func (s *suite) bin(t *testing.T, name string) string {
+func (s *suite) bin(t testing.TB, name string) string {
 	t.Helper()
 	p, ok := s.bins[name]
 	if !ok {

@@ -29,7 +29,7 @@ type world struct {
 
 // newWorld is a world for a launcher test: it stops the test (skip, or
 // fail in CI) when claude-box is not built.
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	w := newHarnessWorld(t)
 	w.s.bin(t, "claude-box")
@@ -37,7 +37,7 @@ func newWorld(t *testing.T) *world {
 }
 
 // newHarnessWorld is a world for a test of the harness's own pieces.
-func newHarnessWorld(t *testing.T) *world {
+func newHarnessWorld(t testing.TB) *world {
 	t.Helper()
 	s := setup(t)
 	home, err := os.MkdirTemp(s.dir, "w")
@@ -54,7 +54,7 @@ func newHarnessWorld(t *testing.T) *world {
 }
 
 // start runs daemon NAME's serve with args, HOME = the world's home.
-func (w *world) start(t *testing.T, name string, args []string, env ...string) *harness.Daemon {
+func (w *world) start(t testing.TB, name string, args []string, env ...string) *harness.Daemon {
 	t.Helper()
 	d := harness.StartDaemon(t, harness.DaemonConfig{
 		Name: name, Bin: w.s.bin(t, name), Args: args, Env: env, Home: w.home, CAFile: w.caFile,
@@ -93,7 +93,7 @@ func (r result) String() string {
 }
 
 // probe parses the probe report in the box's output.
-func (r result) probe(t *testing.T) probe.Report {
+func (r result) probe(t testing.TB) probe.Report {
 	t.Helper()
 	rep, err := probe.Parse(r.stdout)
 	if err != nil {
@@ -103,7 +103,7 @@ func (r result) probe(t *testing.T) probe.Report {
 }
 
 // claudeBox runs the launcher with args and no stdin, and returns what it did.
-func (w *world) claudeBox(t *testing.T, args ...string) result {
+func (w *world) claudeBox(t testing.TB, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -126,7 +126,7 @@ func (w *world) claudeBox(t *testing.T, args ...string) result {
 }
 
 // ok runs claude-box and fails the test unless it exits 0.
-func (w *world) ok(t *testing.T, args ...string) result {
+func (w *world) ok(t testing.TB, args ...string) result {
 	t.Helper()
 	r := w.claudeBox(t, args...)
 	if r.code != 0 {

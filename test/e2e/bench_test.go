@@ -1,0 +1,62 @@
+package e2e
+
+import (
+	"context"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// BenchmarkLaunch measures launch-to-exit of a trivial command through
+// claude-box against `podman run` with the same floor (user, capabilities,
+// no-new-privileges, pids limit, read-only root, the launcher's seccomp
+// profile, the account volume, no network) on the same service and image, in
+// one run; and claude-box with every door minted (--room dev). It reports the
+// ratios: the issue's targets are claude-box/podman ≤ 1.15 with no doors, and
+// minting three doors adding under 50 ms.
+func BenchmarkLaunch(b *testing.B) {
+	w := newWorld(b)
+	w.startScoutd(b, nil, "")
+	w.startNetd(b, nil)
+	repo := newKeeperRepo(b, w)
+	w.startKeeperd(b, repo)
+	// One launch to create the account volume and write the seccomp profile.
+	w.ok(b, "e2e-bench", "--", "true")
+	profiles, _ := filepath.Glob(filepath.Join(w.home, ".claude-box", "seccomp", "*.json"))
+	if len(profiles) != 1 {
+		b.Fatalf("want the launcher's seccomp profile under HOME, found %v", profiles)
+	}
+	podmanArgs := []string{"run", "--rm", "--network=none", "--user=1000:1000", "--cap-drop=all",
+		"--security-opt=no-new-privileges", "--security-opt=seccomp=" + profiles[0], "--pids-limit=1024",
+		"--read-only", "-v", "claude-e2e-bench-config:/home/claude/.config/claude",
+		"--entrypoint=/usr/local/bin/claude", w.s.image.ID, "true"}
+
+	const reps = 5
+	measure := func(run func()) time.Duration {
+		start := time.Now()
+		for range reps {
+			run()
+		}
+		return time.Since(start) / reps
+	}
+	ctx := context.Background()
+	var podman, bare, dev time.Duration
+	b.ResetTimer()
+	for range b.N {
+		podman += measure(func() {
+			if out, err := w.s.podman.CLI(ctx, podmanArgs...); err != nil {
+				b.Fatalf("podman run: %v %s", err, out)
+			}
+		})
+		bare += measure(func() { w.ok(b, "e2e-bench", "--", "true") })
+		dev += measure(func() { w.ok(b, "e2e-bench", "--room", "dev", "--repo", repo.dir, "--", "true") })
+	}
+	b.StopTimer()
+	n := time.Duration(b.N)
+	podman, bare, dev = podman/n, bare/n, dev/n
+	b.ReportMetric(float64(podman.Milliseconds()), "podman-ms")
+	b.ReportMetric(float64(bare.Milliseconds()), "claude-box-ms")
+	b.ReportMetric(float64(dev.Milliseconds()), "room-dev-ms")
+	b.ReportMetric(float64(bare)/float64(podman), "claude-box/podman")
+	b.ReportMetric(float64((dev - bare).Milliseconds()), "three-doors-ms")
+}
