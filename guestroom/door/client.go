@@ -52,6 +52,10 @@ func Dial(addr string, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	opts = append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(16 << 20)),
+		grpc.WithInitialWindowSize(streamWindow),
+		grpc.WithInitialConnWindowSize(connWindow),
+		grpc.WithWriteBufferSize(writeBuffer),
+		grpc.WithReadBufferSize(writeBuffer),
 	}, opts...)
 	cc, err := grpc.NewClient(t, opts...)
 	if err != nil {

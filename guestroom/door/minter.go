@@ -65,6 +65,8 @@ type MinterConfig struct {
 	PolicySummary func() string
 	// Counters are door-specific counters for GetStatus.
 	Counters func() map[string]int64
+	// ServerOptions are passed to every door server (see Config.ServerOptions).
+	ServerOptions []grpc.ServerOption
 	// MaxTTL caps a requested TTL; zero means no cap.
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -261,7 +263,7 @@ func (m *Minter) serve(path string, b Binding, peerUID int) (*live, error) {
 		return nil, fmt.Errorf("mint %s door: %w", m.cfg.Door, err)
 	}
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), ServerOptions: m.cfg.ServerOptions, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}
@@ -287,7 +289,7 @@ func (m *Minter) serveTCP(b Binding) (*live, error) {
 	_, _ = rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), ServerOptions: m.cfg.ServerOptions, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}

@@ -26,9 +26,22 @@ type Config struct {
 	// Authorize decides every call. Nil denies every call: a server must say
 	// who may call it.
 	Authorize AuthorizeFunc
+	// ServerOptions are appended to the runtime's own (credentials,
+	// interceptors, flow-control windows); they cannot replace the
+	// interceptors.
+	ServerOptions []grpc.ServerOption
 	// binding, when set, is attached to every call (minted and standing doors).
 	binding *Binding
 }
+
+// Flow-control windows and buffers of every door server. gRPC's 64 KiB
+// defaults make a bulk stream (a tunnel, a fetch body) stall on window
+// updates and issue many small writes; doors carry bulk data.
+const (
+	streamWindow = 4 << 20
+	connWindow   = 8 << 20
+	writeBuffer  = 256 << 10
+)
 
 // Server is a gRPC server with the runtime's interceptors: peer credentials,
 // one authorization decision per call that denies by default, one audit
@@ -51,11 +64,15 @@ func NewServer(cfg Config) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, health: health.NewServer()}
-	s.grpc = grpc.NewServer(
+	opts := append([]grpc.ServerOption{
 		grpc.Creds(peerCreds{}),
-		grpc.ChainUnaryInterceptor(s.unary),
-		grpc.ChainStreamInterceptor(s.stream),
-	)
+		grpc.InitialWindowSize(streamWindow),
+		grpc.InitialConnWindowSize(connWindow),
+		grpc.WriteBufferSize(writeBuffer),
+		grpc.ReadBufferSize(writeBuffer),
+	}, cfg.ServerOptions...)
+	opts = append(opts, grpc.ChainUnaryInterceptor(s.unary), grpc.ChainStreamInterceptor(s.stream))
+	s.grpc = grpc.NewServer(opts...)
 	// Not serving until Serve has a listener.
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(s.grpc, s.health)
