@@ -123,7 +123,7 @@ type conn struct {
 func (c *conn) client() (keeperv1.KeeperServiceClient, error) {
 	if c.cc == nil {
 		if _, err := os.Stat(c.path); err != nil && !strings.Contains(c.path, ":") {
-			return nil, fmt.Errorf("keeper door %s: %w\nhint: relaunch with the dev room (claude-box --room dev) or set %s", c.path, err, EnvDoor)
+			return nil, fmt.Errorf("keeper door %s: %w\nhint: relaunch with --keeper (claude-box --keeper) or set %s", c.path, err, EnvDoor)
 		}
 		cc, err := door.Dial(c.path)
 		if err != nil {

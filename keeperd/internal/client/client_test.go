@@ -155,7 +155,7 @@ func TestKeeperCommands(t *testing.T) {
 		t.Fatalf("log: %v\n%s", err, out)
 	}
 	_, err = f.run(t, "/work", "--door", filepath.Join(f.base, "nope.sock"), "status")
-	if err == nil || !strings.Contains(err.Error(), "hint: relaunch with the dev room") {
+	if err == nil || !strings.Contains(err.Error(), "hint: relaunch with --keeper") {
 		t.Fatalf("err = %v", err)
 	}
 }
