@@ -130,8 +130,15 @@ func (k *Keeper) record(l Launch, w Write) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st := k.state(l.ID)
+	if len(st.writes) >= maxWritesPerLaunch {
+		st.writes = append(st.writes[:0], st.writes[len(st.writes)-maxWritesPerLaunch/2:]...)
+	}
 	st.writes = append(st.writes, w)
 }
+
+// maxWritesPerLaunch bounds a launch's write log; the oldest half is dropped
+// when it fills (the audit log keeps everything).
+const maxWritesPerLaunch = 10000
 
 // Writes lists what a launch has written, oldest first.
 func (k *Keeper) Writes(launchID string) []Write {
