@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -40,6 +41,24 @@ func TestPolicedEgress(t *testing.T) {
 	wget := w.ok(t, "e2e-egress", "--net", "--", "wget", "-q", "-O", "-", plain.URL()+"/")
 	if !strings.Contains(wget.stdout, "hello over plain http") {
 		t.Errorf("busybox wget through http_proxy failed\n%s", wget)
+	}
+
+	// Policed is not open: the same box reaches nothing except through the
+	// door. No lookups, no direct connection to the allowed upstream.
+	direct := w.ok(t, "e2e-egress", "--net", "--", "probe", "net", "-dns", allowed.Name, "-dial", allowed.Addr, "-dial", "host.containers.internal:"+strconv.Itoa(allowed.Port)).probe(t)
+	if len(direct.Interfaces) != 1 || direct.Interfaces[0] != "lo" {
+		t.Errorf("a --net box has interfaces %v, want only lo", direct.Interfaces)
+	}
+	if got := direct.DNS[allowed.Name]; !strings.HasPrefix(got, "error: ") {
+		t.Errorf("a --net box resolved %s to %q by itself", allowed.Name, got)
+	}
+	for a, got := range direct.Dial {
+		if got == "ok" {
+			t.Errorf("a --net box dialed %s directly", a)
+		}
+	}
+	if n := allowed.Conns(); n != 1 {
+		t.Errorf("allowed upstream saw %d connections after the direct attempts, want still 1", n)
 	}
 
 	// The audit trail names the account and a launch for both decisions.

@@ -148,6 +148,20 @@ func TestWritesGoThroughKeeper(t *testing.T) {
 		t.Errorf("git verify-commit HEAD: %v %s", err, out)
 	}
 
+	// keeperd's own check: the commit signature and the signed note that
+	// records which launch and account made it.
+	ver := exec.CommandContext(ctx, w.s.bin(t, "keeperd"), "verify", "--repo", repo.dir, "HEAD")
+	ver.Env = []string{"HOME=" + w.home, "PATH=" + os.Getenv("PATH")}
+	vout, err := ver.CombinedOutput()
+	if err != nil {
+		t.Errorf("keeperd verify HEAD: %v\n%s", err, vout)
+	}
+	for _, want := range []string{"good signature", "by launch " + r.Launch + ",", "account e2e-keeper,"} {
+		if r.Launch == "" || !strings.Contains(string(vout), want) {
+			t.Errorf("keeperd verify HEAD lacks %q:\n%s", want, vout)
+		}
+	}
+
 	// Pushes: main reached the server, release did not.
 	if !strings.Contains(res.stdout, "KEEPER_PUSH_MAIN_OK") {
 		t.Errorf("keeper push main failed\n%s", res)
