@@ -45,13 +45,12 @@ func git(t *testing.T, dir string, args ...string) string {
 }
 
 type fixture struct {
-	m         *door.Minter
-	srv       *Server
-	repo      string
-	keyPath   string
-	key       *keeper.Key
-	logs      *syncBuf
-	launchDir string
+	m       *door.Minter
+	srv     *Server
+	repo    string
+	keyPath string
+	key     *keeper.Key
+	logs    *syncBuf
 }
 
 func newFixture(t *testing.T) *fixture {
