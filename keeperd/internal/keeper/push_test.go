@@ -199,6 +199,11 @@ func TestPushIgnoresRepoConfigRedirects(t *testing.T) {
 	run(t, f.repo, "git", "config", "url."+evil+".pushInsteadOf", g.url)
 	run(t, f.repo, "git", "config", "core.sshCommand", "touch "+canary)
 	run(t, f.repo, "git", "config", "remote.origin.receivepack", "touch "+canary)
+	for _, hook := range []string{"pre-push", "reference-transaction", "post-update"} {
+		if err := os.WriteFile(filepath.Join(f.repo, ".git", "hooks", hook), []byte("#!/bin/sh\ntouch "+canary+"\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	res, err := f.k.Push(ctx, f.launch, PushRequest{})
 	if err != nil {
 		t.Fatal(err)
