@@ -11,9 +11,11 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/debug"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/bounded-systems/claude-box/guestroom/door"
@@ -130,7 +132,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	doorPath := fs.String("door", "", "also serve a standing door at `PATH` bound to --repo")
 	repo := fs.String("repo", "", "host `PATH` of the worktree the standing door is bound to")
 	doorsDir := fs.String("doors-dir", "", "`DIR` for minted launch sockets (default: keeperd.doors beside the control socket)")
-	policyPath := fs.String("policy", "", "versioned JSON policy `FILE` (default ~/.claude-box/keeper/policy.json; none: deny all)")
+	policyPath := fs.String("policy", "", "versioned JSON policy `FILE` (default ~/.claude-box/keeper/policy.json; none: deny all; re-read on SIGHUP)")
 	keyPath := fs.String("key", "", "ed25519 OpenSSH private key `FILE` (default ~/.claude-box/keeper/id_ed25519, created on first start)")
 	level := fs.String("log-level", "info", "log level (debug, info, warn, error)")
 	if ok, err := parse(fs, args); !ok {
@@ -174,6 +176,11 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	control := door.NewServer(door.Config{Door: server.DoorName, Logger: log, Authorize: door.SameUser()})
 	m.RegisterControl(control.GRPC())
+	// SIGHUP re-reads the policy; caught before anything listens, so it can
+	// never kill a serving keeperd.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
 	l, err := door.Listen(*sock)
 	if err != nil {
 		m.Close(context.Background())
@@ -201,14 +208,24 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("keeperd serving", slog.String("socket", *sock), slog.String("door", *doorPath), slog.String("repo", *repo),
 		slog.String("doors_dir", dir), slog.String("policy", polName), slog.String("key", key.String()))
-	select {
-	case <-ctx.Done():
-		shutdown()
-		log.Info("keeperd stopped")
-		return nil
-	case err := <-served:
-		shutdown()
-		return fmt.Errorf("control socket: %w", err)
+	for {
+		select {
+		case <-ctx.Done():
+			shutdown()
+			log.Info("keeperd stopped")
+			return nil
+		case err := <-served:
+			shutdown()
+			return fmt.Errorf("control socket: %w", err)
+		case <-hup:
+			p, name, err := loadPolicy(*policyPath, log)
+			if err != nil {
+				log.Error("policy reload refused; keeping the current policy", slog.String("error", err.Error()))
+				continue
+			}
+			k.SetPolicy(p)
+			log.Info("policy reloaded", slog.String("policy", name), slog.String("summary", srv.PolicySummary()))
+		}
 	}
 }
 

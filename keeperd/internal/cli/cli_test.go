@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -141,6 +142,26 @@ func TestServeCommitVerify(t *testing.T) {
 	git(t, repo, "commit", "-q", "--allow-empty", "-m", "by hand")
 	if err := Run(context.Background(), []string{"verify", "--key", key, "--repo", repo, "HEAD"}, &ver, &ver); err == nil || !strings.HasSuffix(err.Error(), "is not signed") {
 		t.Fatalf("verify unsigned: %v", err)
+	}
+	// SIGHUP re-reads the policy: with the repo root gone, the door refuses.
+	os.WriteFile(policy, []byte(`{"version": 1, "repos": [{"root": "/nonexistent/elsewhere"}]}`), 0o600)
+	if err := syscall.Kill(os.Getpid(), syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(repo, "README"), []byte("again\n"), 0o644)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out.Reset()
+		err := client.Run(context.Background(), env, []string{"commit", "-m", "after reload", "-a"}, &out, &out)
+		if err != nil && strings.HasSuffix(err.Error(), "is not under a repo root in policy") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("policy not reloaded: %v\n%s", err, logs.String())
+		}
+		if err == nil { // committed before the reload landed: change something again
+			os.WriteFile(filepath.Join(repo, "README"), []byte(time.Now().String()), 0o644)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	// The private key never reaches the daemon's log.
 	raw, _ := os.ReadFile(key)

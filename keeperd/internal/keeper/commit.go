@@ -47,11 +47,12 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 	if !req.All && len(req.Paths) == 0 {
 		return CommitResult{}, fmt.Errorf("%w: nothing selected: pass -a or the paths to commit", ErrInvalid)
 	}
-	_, dir, err := k.policy.BindRepo(l.Repo)
+	p := k.Policy()
+	_, dir, err := p.BindRepo(l.Repo)
 	if err != nil {
 		return CommitResult{}, err
 	}
-	id, err := k.policy.Identity(req.Author)
+	id, err := p.Identity(req.Author)
 	if err != nil {
 		return CommitResult{}, err
 	}
@@ -66,7 +67,7 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 	if err != nil {
 		return CommitResult{}, err
 	}
-	if !k.policy.BranchAllowed(ref.Short()) {
+	if !p.BranchAllowed(ref.Short()) {
 		return CommitResult{}, fmt.Errorf("%w: branch %q is not allowed by policy (commit on an allowed branch, or add it to branches)", ErrDenied, ref.Short())
 	}
 	if err := k.take(l, "commit"); err != nil {

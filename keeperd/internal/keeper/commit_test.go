@@ -274,3 +274,13 @@ func TestStatus(t *testing.T) {
 		t.Fatal("status locked the index")
 	}
 }
+
+func TestSetPolicyAppliesToLaterRequests(t *testing.T) {
+	f := newFixture(t, nil)
+	writeFile(t, filepath.Join(f.repo, "README"), "x\n")
+	f.k.SetPolicy(nil)
+	_, err := f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", All: true})
+	if !errors.Is(err, ErrDenied) || !strings.HasSuffix(err.Error(), "is not under a repo root in policy") {
+		t.Fatalf("err = %v", err)
+	}
+}

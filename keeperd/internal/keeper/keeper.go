@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -49,10 +50,10 @@ type Config struct {
 
 // Keeper makes host-side commits and pushes for bound repositories.
 type Keeper struct {
-	policy *Policy
-	key    *Key
-	log    *slog.Logger
-	now    func() time.Time
+	pol atomic.Pointer[Policy]
+	key *Key
+	log *slog.Logger
+	now func() time.Time
 
 	mu       sync.Mutex
 	launches map[string]*launchState
@@ -78,14 +79,25 @@ func New(cfg Config) (*Keeper, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Keeper{
-		policy: cfg.Policy, key: cfg.Key, log: cfg.Logger, now: cfg.Now,
+	k := &Keeper{
+		key: cfg.Key, log: cfg.Logger, now: cfg.Now,
 		launches: map[string]*launchState{}, repos: map[string]*sync.Mutex{},
-	}, nil
+	}
+	k.pol.Store(cfg.Policy)
+	return k, nil
 }
 
 // Policy returns the policy in force.
-func (k *Keeper) Policy() *Policy { return k.policy }
+func (k *Keeper) Policy() *Policy { return k.pol.Load() }
+
+// SetPolicy replaces the policy for every later request (a reload). Requests
+// in flight finish under the policy they started with.
+func (k *Keeper) SetPolicy(p *Policy) {
+	if p == nil {
+		p = DenyAll()
+	}
+	k.pol.Store(p)
+}
 
 // PublicKey returns the signing key in authorized_keys form.
 func (k *Keeper) PublicKey() string { return k.key.AuthorizedKey("keeperd") }
@@ -104,7 +116,7 @@ func (k *Keeper) state(id string) *launchState {
 
 // take spends one unit of a launch's budget for kind.
 func (k *Keeper) take(l Launch, kind string) error {
-	r := k.policy.rates()
+	r := k.Policy().rates()
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	st := k.state(l.ID)

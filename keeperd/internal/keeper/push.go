@@ -54,7 +54,8 @@ const maxCountCommits = 10000
 // gives for it. The repository's own remote configuration, url.insteadOf,
 // pushurl and core.sshCommand are never read. Fast-forward only, no deletes.
 func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResult, error) {
-	rp, dir, err := k.policy.BindRepo(l.Repo)
+	p := k.Policy()
+	rp, dir, err := p.BindRepo(l.Repo)
 	if err != nil {
 		return PushResult{}, err
 	}
@@ -77,7 +78,7 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResul
 	if strings.HasPrefix(req.Ref, ":") || strings.HasPrefix(req.Ref, "+") || strings.Contains(req.Ref, ":") {
 		return PushResult{}, fmt.Errorf("%w: %q: refspecs and deletes are never allowed (name one branch)", ErrDenied, req.Ref)
 	}
-	if req.Force && !k.policy.Force {
+	if req.Force && !p.Force {
 		return PushResult{}, fmt.Errorf("%w: force push is not allowed by policy", ErrDenied)
 	}
 	unlock := k.lockRepo(dir)
@@ -91,7 +92,7 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResul
 	isTag := false
 	switch {
 	case strings.HasPrefix(req.Ref, "refs/tags/"):
-		if !k.policy.Tags {
+		if !p.Tags {
 			return PushResult{}, fmt.Errorf("%w: pushing tags is not allowed by policy", ErrDenied)
 		}
 		if err := CheckBranchName(strings.TrimPrefix(req.Ref, "refs/tags/")); err != nil {
@@ -112,7 +113,7 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResul
 		}
 		ref = plumbing.NewBranchReferenceName(b)
 	}
-	if !isTag && !k.policy.BranchAllowed(ref.Short()) {
+	if !isTag && !p.BranchAllowed(ref.Short()) {
 		return PushResult{}, fmt.Errorf("%w: branch %q is not allowed by policy", ErrDenied, ref.Short())
 	}
 	local, err := w.repo.Storer.Reference(ref)

@@ -42,6 +42,7 @@ func (k *Keeper) Sign(ctx context.Context, l Launch, namespace string, payload [
 }
 
 func (k *Keeper) checkPayload(payload []byte) (kind, who string, err error) {
+	p := k.Policy()
 	o := &plumbing.MemoryObject{}
 	switch {
 	case bytes.HasPrefix(payload, []byte("tree ")):
@@ -57,7 +58,7 @@ func (k *Keeper) checkPayload(payload []byte) (kind, who string, err error) {
 		if again, err := commitPayload(&c); err != nil || !bytes.Equal(again, payload) {
 			return "", "", fmt.Errorf("%w: payload is not a canonical commit object", ErrDenied)
 		}
-		if !k.policy.hasIdentity(c.Committer.Name, c.Committer.Email) {
+		if !p.hasIdentity(c.Committer.Name, c.Committer.Email) {
 			return "", "", fmt.Errorf("%w: committer %q is not an identity in policy", ErrDenied, c.Committer.Name+" <"+c.Committer.Email+">")
 		}
 		return "commit", firstLine(c.Message), nil
@@ -82,7 +83,7 @@ func (k *Keeper) checkPayload(payload []byte) (kind, who string, err error) {
 				return "", "", fmt.Errorf("%w: payload is not a canonical tag object", ErrDenied)
 			}
 		}
-		if !k.policy.hasIdentity(t.Tagger.Name, t.Tagger.Email) {
+		if !p.hasIdentity(t.Tagger.Name, t.Tagger.Email) {
 			return "", "", fmt.Errorf("%w: tagger %q is not an identity in policy", ErrDenied, t.Tagger.Name+" <"+t.Tagger.Email+">")
 		}
 		return "tag " + t.Name, firstLine(t.Message), nil

@@ -128,9 +128,9 @@ func TestPushOverSSH(t *testing.T) {
 	})
 	srv = newSSHGitServer(t, f.key.PublicKey())
 	url := "ssh://git@" + srv.addr + "/proj.git"
-	for n, r := range f.k.policy.Repos[0].Remotes {
+	for n, r := range f.k.Policy().Repos[0].Remotes {
 		r.URL = url
-		f.k.policy.Repos[0].Remotes[n] = r
+		f.k.Policy().Repos[0].Remotes[n] = r
 	}
 	os.WriteFile(known, []byte(knownhosts.Line([]string{srv.addr}, srv.hostKey)+"\n"), 0o644)
 	_, other, _ := ed25519.GenerateKey(rand.Reader)

@@ -22,7 +22,8 @@ type Status struct {
 // Status reports the launch repository's branch, head and changes. It reads
 // and hashes but writes nothing.
 func (k *Keeper) Status(ctx context.Context, l Launch) (Status, error) {
-	_, dir, err := k.policy.BindRepo(l.Repo)
+	p := k.Policy()
+	_, dir, err := p.BindRepo(l.Repo)
 	if err != nil {
 		return Status{}, err
 	}
