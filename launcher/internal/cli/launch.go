@@ -153,7 +153,7 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	if err != nil {
 		return Hinted(err, podmanHint)
 	}
-	info, err := eng.Info(ctx)
+	rootless, err := eng.Rootless(ctx)
 	if err != nil {
 		return Hinted(fmt.Errorf("%w at %s: %w", engine.ErrUnreachable, eng.URI(), err), podmanHint)
 	}
@@ -177,7 +177,7 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	req := plan.Request{
 		Account: a.Account, LaunchID: launchID, ImageID: img.ID, ImageDigest: img.Digest,
 		Grants: granted, Denied: cat.Denied(granted), NetOpen: a.NetOpen, Repo: repo,
-		ClaudeArgs: a.Claude, TTY: tty, Stdin: env.Stdin != nil, Rootless: info.Rootless,
+		ClaudeArgs: a.Claude, TTY: tty, Stdin: env.Stdin != nil, Rootless: rootless,
 		SeccompPath: seccomp, PidsLimit: a.Pids, Term: getenv("TERM"),
 		Nofile: rlimit(unix.RLIMIT_NOFILE), Nproc: rlimit(unix.RLIMIT_NPROC),
 	}
@@ -202,7 +202,7 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		}{p.Box, p.Manifest, p.Rulebook})
 	}
 
-	if repo != nil && !info.Rootless {
+	if repo != nil && !rootless {
 		warnRootfulRepo(env, repo.Root)
 	}
 	if _, err := eng.EnsureVolume(ctx, plan.VolumeName(a.Account), map[string]string{plan.LabelAccount: a.Account}); err != nil {
@@ -210,7 +210,7 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	}
 
 	peerUID := plan.BoxUID
-	if info.Rootless {
+	if rootless {
 		peerUID = os.Getuid()
 	}
 	wants := make([]doors.Want, 0, len(granted))

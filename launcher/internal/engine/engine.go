@@ -49,6 +49,9 @@ type Engine interface {
 	// URI names the API socket in use.
 	URI() string
 	Info(ctx context.Context) (Info, error)
+	// Rootless reports whether the service runs rootless, cheaply (Info
+	// takes hundreds of milliseconds).
+	Rootless(ctx context.Context) (bool, error)
 	ResolveImage(ctx context.Context, ref string) (Image, error)
 	EnsureVolume(ctx context.Context, name string, labels map[string]string) (created bool, err error)
 	Volumes(ctx context.Context) ([]string, error)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings"
@@ -127,6 +128,24 @@ func (c *Client) Info(ctx context.Context) (engine.Info, error) {
 		return engine.Info{}, fmt.Errorf("podman info: %w", err)
 	}
 	return engine.Info{Rootless: i.Host.Security.Rootless, Version: i.Version.Version}, nil
+}
+
+// Rootless reports whether the service runs rootless: for a local unix
+// socket, whether a non-root user owns it (the service runs as its owner);
+// otherwise it asks the service.
+func (c *Client) Rootless(ctx context.Context) (bool, error) {
+	if u, err := url.Parse(c.uri); err == nil && u.Scheme == "unix" {
+		if fi, err := os.Stat(u.Path); err == nil {
+			if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+				return st.Uid != 0, nil
+			}
+		}
+	}
+	i, err := c.Info(ctx)
+	if err != nil {
+		return false, err
+	}
+	return i.Rootless, nil
 }
 
 // ResolveImage resolves ref to the image's id and digests.
