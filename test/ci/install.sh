@@ -17,6 +17,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
 	podman runc conmon catatonit uidmap \
+	netavark aardvark-dns iptables \
 	busybox-static \
 	git openssh-client \
 	curl ca-certificates \
@@ -25,7 +26,9 @@ apt-get install -y -qq --no-install-recommends \
 # podman 4.3 (Debian 12) defaults to crun when present; crun fails on hosts
 # with hybrid cgroups, and the suite pins runc in its own containers.conf.
 # Check the pieces the harness execs are really there.
-for b in podman runc conmon busybox git ssh-keygen; do
+# netavark and iptables are only recommended by podman; --net-open boxes
+# (TestSurfaceIsHonest/open) need them for podman's default bridge network.
+for b in podman runc conmon busybox git ssh-keygen iptables /usr/lib/podman/netavark; do
 	command -v "$b" >/dev/null 2>&1 || { echo "install.sh: $b missing after install" >&2; exit 1; }
 done
 

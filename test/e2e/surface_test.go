@@ -34,6 +34,7 @@ func TestSurfaceIsHonest(t *testing.T) {
 		{"scout", []string{"--scout"}, []string{"/run/doors/scoutd.sock"}, "none"},
 		{"net", []string{"--net"}, []string{"/run/doors/netd.sock"}, "policed"},
 		{"dev", []string{"--room", "dev", "--repo", repo.dir}, []string{"/run/doors/keeperd.sock", "/run/doors/netd.sock", "/run/doors/scoutd.sock"}, "policed"},
+		{"open", []string{"--net-open"}, nil, "open"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -67,8 +68,12 @@ func TestSurfaceIsHonest(t *testing.T) {
 			if m.Network != tc.network {
 				t.Errorf("manifest network = %q, want %q", m.Network, tc.network)
 			}
-			if len(r.Interfaces) != 1 || r.Interfaces[0] != "lo" {
-				t.Errorf("interfaces = %v, want only lo for network %q", r.Interfaces, m.Network)
+			onlyLo := len(r.Interfaces) == 1 && r.Interfaces[0] == "lo"
+			if (m.Network == "open") == onlyLo {
+				t.Errorf("interfaces = %v for network %q", r.Interfaces, m.Network)
+			}
+			if m.Network == "open" && !strings.Contains(res.stderr, "WARNING: --net-open") {
+				t.Errorf("--net-open launched without its warning\n%s", res)
 			}
 			proxy, hasProxy := r.Env["HTTPS_PROXY"]
 			if (m.Network == "policed") != hasProxy {
@@ -102,7 +107,11 @@ func TestSurfaceIsHonest(t *testing.T) {
 					}
 				}
 			}
-			if len(m.Doors)+len(m.Denied) < 3 {
+			accounted := len(m.Doors) + len(m.Denied)
+			if m.Network == "open" {
+				accounted++ // the ambient network supersedes the net door
+			}
+			if accounted < 3 {
 				t.Errorf("manifest names %d granted + %d denied doors, want all three presets accounted for", len(m.Doors), len(m.Denied))
 			}
 		})
