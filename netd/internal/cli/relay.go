@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -18,7 +19,7 @@ import (
 func relayCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("relay", stderr)
 	listen := fs.String("listen", DefaultListen, "loopback `ADDR` to serve the HTTP proxy on")
-	doorPath := fs.String("door", DefaultDoor, "net door socket `PATH`")
+	doorPath := fs.String("door", DefaultDoor, "net door socket `PATH`, or the loopback host:port of a TCP door (token in $"+EnvDoorToken+")")
 	headTimeout := fs.Duration("head-timeout", relay.DefaultHeadTimeout, "drop a client whose request head takes longer")
 	level := fs.String("log-level", "info", "log level (debug, info, warn, error)")
 	if ok, err := parse(fs, args); !ok {
@@ -31,7 +32,7 @@ func relayCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cc, err := dialDoor(*doorPath)
+	cc, err := dialDoor(*doorPath, os.Getenv(EnvDoorToken))
 	if err != nil {
 		return err
 	}
@@ -45,12 +46,19 @@ func relayCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	return r.Serve(ctx, l)
 }
 
+// EnvDoorToken carries the bearer token of a loopback TCP door
+// (DOORS_TCP=1, where unix sockets cannot be shared); a unix door needs none.
+const EnvDoorToken = "NETD_DOOR_TOKEN"
+
 // dialDoor connects lazily to a door, reconnecting quickly when netd comes
 // back after a restart.
-func dialDoor(path string) (*grpc.ClientConn, error) {
+func dialDoor(path, token string) (*grpc.ClientConn, error) {
 	opts := append(relay.DialOptions(), grpc.WithConnectParams(grpc.ConnectParams{
 		Backoff:           backoff.Config{BaseDelay: 50 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: time.Second},
 		MinConnectTimeout: 2 * time.Second,
 	}))
+	if token != "" {
+		opts = append(opts, door.WithBearer(token))
+	}
 	return door.Dial(path, opts...)
 }

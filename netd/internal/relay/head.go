@@ -19,6 +19,7 @@ const (
 	ReasonHeadTooLarge = "head_too_large"
 	ReasonHeadTimeout  = "head_timeout"
 	ReasonDoorDown     = "door_unavailable"
+	ReasonDoorRefused  = "door_refused"
 )
 
 // errHead is a request head the relay refuses, with its status and reason.

@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	netv1 "github.com/bounded-systems/claude-box/proto/claudebox/net/v1"
 )
@@ -199,6 +201,11 @@ func (r *Relay) ServeConn(ctx context.Context, c net.Conn) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, v, err := r.open(ctx, open)
+	if code := status.Code(err); code == codes.PermissionDenied || code == codes.Unauthenticated {
+		r.log.Warn("net door refused the relay", slog.String("door", r.cfg.DoorName), slog.String("error", err.Error()))
+		writeStatus(c, 502, ReasonDoorRefused, fmt.Sprintf("netd relay: the net door at %s refused this relay (%s); is its token right?", r.cfg.DoorName, status.Convert(err).Message()))
+		return
+	}
 	if err != nil {
 		r.log.Warn("net door unavailable", slog.String("door", r.cfg.DoorName), slog.String("error", err.Error()))
 		writeStatus(c, 502, ReasonDoorDown, fmt.Sprintf("netd relay: the net door is not answering at %s; is netd serve running?", r.cfg.DoorName))
