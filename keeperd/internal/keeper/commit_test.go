@@ -3,6 +3,7 @@ package keeper
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
@@ -283,4 +284,33 @@ func TestSetPolicyAppliesToLaterRequests(t *testing.T) {
 	if !errors.Is(err, ErrDenied) || !strings.HasSuffix(err.Error(), "is not under a repo root in policy") {
 		t.Fatalf("err = %v", err)
 	}
+}
+
+// Two launches committing in the same repository at once both succeed, one
+// after the other, and the history is linear.
+func TestConcurrentCommits(t *testing.T) {
+	f := newFixture(t, nil)
+	writeFile(t, filepath.Join(f.repo, "a"), "a\n")
+	writeFile(t, filepath.Join(f.repo, "b"), "b\n")
+	errs := make(chan error, 2)
+	for i, p := range []string{"a", "b"} {
+		l := f.launch
+		l.ID = fmt.Sprintf("L%d", i)
+		go func() {
+			_, err := f.k.Commit(context.Background(), l, CommitRequest{Message: p, Paths: []string{p}})
+			errs <- err
+		}()
+	}
+	for i := 0; i < 2; i++ {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := strings.TrimSpace(run(t, f.repo, "git", "rev-list", "--count", "HEAD")); got != "3" {
+		t.Fatalf("%s commits, want 3", got)
+	}
+	if st := run(t, f.repo, "git", "status", "--porcelain"); st != "" {
+		t.Fatalf("status:\n%s", st)
+	}
+	run(t, f.repo, "git", "fsck", "--strict", "--no-progress")
 }
