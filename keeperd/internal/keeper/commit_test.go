@@ -309,6 +309,15 @@ func TestConcurrentCommits(t *testing.T) {
 	if got := strings.TrimSpace(run(t, f.repo, "git", "rev-list", "--count", "HEAD")); got != "3" {
 		t.Fatalf("%s commits, want 3", got)
 	}
+	// Both notes are there (fanned out), readable by git and by keeperd.
+	if notes := strings.Split(strings.TrimSpace(run(t, f.repo, "git", "notes", "--ref=claude-box", "list")), "\n"); len(notes) != 2 {
+		t.Fatalf("notes: %q", notes)
+	}
+	for _, rev := range []string{"HEAD", "HEAD~1"} {
+		if _, err := VerifyCommit(f.repo, rev, f.key.PublicKey(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if st := run(t, f.repo, "git", "status", "--porcelain"); st != "" {
 		t.Fatalf("status:\n%s", st)
 	}

@@ -107,8 +107,14 @@ func (k *Keeper) addNote(w *worktree, commit plumbing.Hash, st Statement, id Ide
 	if err != nil {
 		return fmt.Errorf("%w: note blob: %w", ErrInternal, err)
 	}
+	// Notes are stored fanned out as git does for large notes trees
+	// ("ab/cdef…"), so each note rewrites a root of at most 256 entries and
+	// one small subtree. A flat entry for the same commit is replaced.
 	var parents []plumbing.Hash
-	var entries []object.TreeEntry
+	var root []object.TreeEntry
+	var sub []object.TreeEntry
+	hex := commit.String()
+	fan, rest := hex[:2], hex[2:]
 	oldRef, err := s.Reference(NotesRef)
 	switch {
 	case err == nil:
@@ -121,10 +127,21 @@ func (k *Keeper) addNote(w *worktree, commit plumbing.Hash, st Statement, id Ide
 			return fmt.Errorf("%w: read notes: %w", ErrInternal, err)
 		}
 		parents = []plumbing.Hash{oc.Hash}
-		hex := commit.String()
 		for _, e := range ot.Entries {
-			if e.Name != hex {
-				entries = append(entries, e)
+			switch {
+			case e.Name == hex:
+			case e.Name == fan && e.Mode == filemode.Dir:
+				st, err := object.GetTree(s, e.Hash)
+				if err != nil {
+					return fmt.Errorf("%w: read notes: %w", ErrInternal, err)
+				}
+				for _, se := range st.Entries {
+					if se.Name != rest {
+						sub = append(sub, se)
+					}
+				}
+			default:
+				root = append(root, e)
 			}
 		}
 	case errors.Is(err, plumbing.ErrReferenceNotFound):
@@ -132,16 +149,15 @@ func (k *Keeper) addNote(w *worktree, commit plumbing.Hash, st Statement, id Ide
 	default:
 		return fmt.Errorf("%w: read notes: %w", ErrInternal, err)
 	}
-	entries = append(entries, object.TreeEntry{Name: commit.String(), Mode: filemode.Regular, Hash: bh})
-	sort.Slice(entries, func(i, j int) bool { return treeSortName(entries[i]) < treeSortName(entries[j]) })
-	t := &object.Tree{Entries: entries}
-	to := s.NewEncodedObject()
-	if err := t.Encode(to); err != nil {
-		return fmt.Errorf("%w: notes tree: %w", ErrInternal, err)
-	}
-	th, err := s.SetEncodedObject(to)
+	sub = append(sub, object.TreeEntry{Name: rest, Mode: filemode.Regular, Hash: bh})
+	sh, err := storeTree(s, sub)
 	if err != nil {
-		return fmt.Errorf("%w: notes tree: %w", ErrInternal, err)
+		return err
+	}
+	root = append(root, object.TreeEntry{Name: fan, Mode: filemode.Dir, Hash: sh})
+	th, err := storeTree(s, root)
+	if err != nil {
+		return err
 	}
 	sg := object.Signature{Name: id.Name, Email: id.Email, When: k.now()}
 	nc := &object.Commit{Author: sg, Committer: sg, Message: "Notes added by keeperd\n", TreeHash: th, ParentHashes: parents}
@@ -157,6 +173,22 @@ func (k *Keeper) addNote(w *worktree, commit plumbing.Hash, st Statement, id Ide
 		return fmt.Errorf("%w: update %s: %w", ErrInternal, NotesRef, err)
 	}
 	return nil
+}
+
+func storeTree(s interface {
+	NewEncodedObject() plumbing.EncodedObject
+	SetEncodedObject(plumbing.EncodedObject) (plumbing.Hash, error)
+}, entries []object.TreeEntry) (plumbing.Hash, error) {
+	sort.Slice(entries, func(i, j int) bool { return treeSortName(entries[i]) < treeSortName(entries[j]) })
+	o := s.NewEncodedObject()
+	if err := (&object.Tree{Entries: entries}).Encode(o); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("%w: notes tree: %w", ErrInternal, err)
+	}
+	h, err := s.SetEncodedObject(o)
+	if err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("%w: notes tree: %w", ErrInternal, err)
+	}
+	return h, nil
 }
 
 // Verified is what VerifyCommit established.
