@@ -27,6 +27,8 @@ func main() {
 		Stderr:   os.Stderr,
 		Connect:  podman.Connector,
 		Version:  version,
+		// A box never outlives its launcher: see cli.SpawnReaper.
+		SpawnReaper: cli.SpawnReaper,
 	})
 	stop()
 	if err != nil {

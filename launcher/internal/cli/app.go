@@ -29,6 +29,9 @@ type Env struct {
 	Stderr   io.Writer
 	Connect  engine.Connector
 	Version  string
+	// SpawnReaper starts a process that removes the box if this one dies
+	// before it does; nil starts none (tests).
+	SpawnReaper func(uri, name string) (Reaper, error)
 }
 
 // ExitError carries an exit code; a nil Err means "exit quietly".
@@ -101,6 +104,9 @@ func Message(err error) string {
 func Run(ctx context.Context, args []string, env Env) error {
 	if env.Getenv == nil {
 		env.Getenv = func(string) string { return "" }
+	}
+	if len(args) > 0 && args[0] == reapCommand {
+		return reap(ctx, args[1:], env)
 	}
 	if len(args) > 0 && (slices.Contains(Reserved, args[0]) || args[0] == "-h" || args[0] == "--help" || args[0] == "--version") {
 		return newApp(env).Run(ctx, append([]string{"claude-box"}, args...))

@@ -246,6 +246,13 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	if env.Stdin != nil {
 		stdin = env.Stdin
 	}
+	if env.SpawnReaper != nil {
+		r, err := env.SpawnReaper(eng.URI(), p.Box.Name)
+		if err != nil {
+			return err
+		}
+		defer r.Done()
+	}
 	code, err := eng.Run(ctx, p.Box, engine.Stdio{Stdin: stdin, Stdout: env.Stdout, Stderr: env.Stderr}, StopGrace)
 	if err != nil {
 		return err

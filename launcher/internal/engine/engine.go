@@ -59,6 +59,9 @@ type Engine interface {
 	// Run creates, attaches, starts, waits for and removes the box and
 	// returns its exit code; cancelling ctx stops it after grace.
 	Run(ctx context.Context, b plan.Box, std Stdio, grace time.Duration) (int, error)
+	// Remove force-removes a box by name; a box that does not exist is not
+	// an error.
+	Remove(ctx context.Context, name string) error
 	// SeccompPath makes the profile readable by the engine and returns the
 	// path to name in the spec.
 	SeccompPath(profile []byte, digest string) (string, error)

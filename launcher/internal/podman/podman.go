@@ -221,6 +221,23 @@ func (c *Client) Boxes(ctx context.Context) ([]engine.BoxInfo, error) {
 	return out, nil
 }
 
+// Remove force-removes the named box; a missing box is not an error.
+func (c *Client) Remove(ctx context.Context, name string) error {
+	cctx, cancel := c.with(ctx)
+	defer cancel()
+	ok, err := containers.Exists(cctx, name, nil)
+	if err != nil {
+		return fmt.Errorf("remove box %s: %w", name, err)
+	}
+	if !ok {
+		return nil
+	}
+	if _, err := containers.Remove(cctx, name, new(containers.RemoveOptions).WithForce(true).WithTimeout(0)); err != nil {
+		return fmt.Errorf("remove box %s: %w", name, err)
+	}
+	return nil
+}
+
 // Spec converts a box into podman's container spec, field by field.
 func Spec(b plan.Box) *specgen.SpecGenerator {
 	t, f := true, false
