@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/bounded-systems/claude-box/test/internal/harness"
+)
+
+// TestLinkedWorktreeGitIsReadOnly: for a linked worktree (whose .git is a
+// file pointing into the main repository's common dir), the box can edit the
+// worktree but neither its .git file nor anything in the common dir — the
+// config, the hooks, the worktree's own admin dir — and the main worktree's
+// files are not in the box at all.
+func TestLinkedWorktreeGitIsReadOnly(t *testing.T) {
+	w := newWorld(t)
+	main := harness.NewRepo(t, map[string]string{"README.md": "main\n"})
+	wt := filepath.Join(t.TempDir(), "wt")
+	harness.Git(t, main, "worktree", "add", "-q", "-b", "feature/x", wt)
+	harness.ChownTree(t, main, 1000, 1000)
+	harness.ChownTree(t, wt, 1000, 1000)
+	common := filepath.Join(main, ".git")
+	admin := filepath.Join(common, "worktrees", filepath.Base(wt))
+	if _, err := os.Stat(admin); err != nil {
+		t.Fatalf("worktree admin dir: %v", err)
+	}
+
+	paths := []string{
+		"/work/README.md",
+		"/work/.git",
+		filepath.Join(common, "config"),
+		filepath.Join(common, "hooks", "post-checkout"),
+		filepath.Join(admin, "HEAD"),
+		filepath.Join(main, "README.md"),
+	}
+	args := []string{"e2e-worktree", "--repo", wt, "--", "probe", "write"}
+	for _, p := range paths {
+		args = append(args, "-path", p)
+	}
+	r := w.ok(t, args...).probe(t)
+
+	if got := r.Write["/work/README.md"]; got != "ok" {
+		t.Errorf("write /work/README.md = %q, want ok", got)
+	}
+	for _, p := range paths[1:5] {
+		if got := r.Write[p]; !strings.Contains(got, "read-only file system") {
+			t.Errorf("write %s = %q, want read-only file system", p, got)
+		}
+	}
+	if got := r.Write[filepath.Join(main, "README.md")]; got == "ok" {
+		t.Errorf("the box wrote the main worktree's README.md")
+	}
+	if b, _ := os.ReadFile(filepath.Join(main, "README.md")); string(b) != "main\n" {
+		t.Errorf("main worktree README.md = %q, changed by the box", b)
+	}
+}
