@@ -246,8 +246,19 @@ func TestHooksNeverRun(t *testing.T) {
 	}
 	run(t, f.repo, "git", "config", "core.hooksPath", filepath.Join(f.repo, "hooks"))
 	run(t, f.repo, "git", "config", "core.fsmonitor", filepath.Join(f.repo, "hooks", "pre-commit"))
-	writeFile(t, filepath.Join(f.repo, ".gitattributes"), "* filter=evil\n")
+	writeFile(t, filepath.Join(f.repo, ".gitattributes"), "*.dat filter=evil\n")
+	writeFile(t, filepath.Join(f.repo, "x.dat"), "data\n")
 	run(t, f.repo, "git", "config", "filter.evil.clean", "touch "+canary)
+	// A filtered path is refused, not silently committed unfiltered.
+	_, err := f.k.Commit(ctx, f.launch, CommitRequest{Message: "m", All: true})
+	if !errors.Is(err, ErrPrecondition) || err.Error() != `failed precondition: "x.dat" is routed through filter "evil" by .gitattributes; keeperd runs no filters: commit it on the host` {
+		t.Fatalf("err = %v", err)
+	}
+	_, err = f.k.Commit(ctx, f.launch, CommitRequest{Message: "m", Paths: []string{"x.dat"}})
+	if !errors.Is(err, ErrPrecondition) {
+		t.Fatalf("err = %v", err)
+	}
+	os.Remove(filepath.Join(f.repo, "x.dat"))
 	if _, err := f.k.Commit(ctx, f.launch, CommitRequest{Message: "m", All: true}); err != nil {
 		t.Fatal(err)
 	}
@@ -322,4 +333,42 @@ func TestConcurrentCommits(t *testing.T) {
 		t.Fatalf("status:\n%s", st)
 	}
 	run(t, f.repo, "git", "fsck", "--strict", "--no-progress")
+}
+
+func TestFilterAttributes(t *testing.T) {
+	f := newFixture(t, nil)
+	writeFile(t, filepath.Join(f.repo, ".gitattributes"), "*.bin filter=lfs diff=lfs merge=lfs -text\n")
+	writeFile(t, filepath.Join(f.repo, "sub", ".gitattributes"), "*.bin -filter\n")
+	writeFile(t, filepath.Join(f.repo, ".git", "info", "attributes"), "special.txt filter=x\n")
+	for _, p := range []string{"a.bin", "sub/b.bin", "special.txt", "c.txt", "deep/d.bin"} {
+		writeFile(t, filepath.Join(f.repo, p), "content\n")
+	}
+	w, err := openWorktree(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	lk := &indexLock{path: filepath.Join(w.gitDir, "index")}
+	idx, mt, _ := lk.read()
+	st, err := newStager(w, idx, mt, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.stageAll(""); err != nil {
+		t.Fatal(err)
+	}
+	for p, want := range map[string]string{"a.bin": "lfs", "sub/b.bin": "", "special.txt": "x", "c.txt": "", "deep/d.bin": "lfs"} {
+		if got := st.filterOf(p); got != want {
+			t.Errorf("filterOf(%q) = %q, want %q", p, got, want)
+		}
+	}
+	// Status reports filtered paths; only committing them is refused.
+	s, err := f.k.Status(context.Background(), f.launch)
+	if err != nil || len(s.Files) != 7 {
+		t.Fatalf("status = %+v, %v", s, err)
+	}
+	_, err = f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", Paths: []string{"sub", "c.txt"}})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

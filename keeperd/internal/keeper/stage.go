@@ -15,6 +15,7 @@ import (
 
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
+	"github.com/go-git/go-git/v5/plumbing/format/gitattributes"
 	"github.com/go-git/go-git/v5/plumbing/format/gitignore"
 	"github.com/go-git/go-git/v5/plumbing/format/index"
 )
@@ -34,6 +35,9 @@ type stager struct {
 	indexMtime time.Time
 	ignore     []gitignore.Pattern
 	loaded     map[string]bool
+	attrs      []gitattributes.MatchAttribute // .gitattributes, root first
+	infoAttrs  []gitattributes.MatchAttribute // .git/info/attributes (highest priority)
+	attrLoaded map[string]bool
 	seen       map[string]bool
 	store      bool // write blobs to the object store (false: status only)
 	changed    int
@@ -45,6 +49,7 @@ func newStager(w *worktree, idx *index.Index, indexMtime time.Time, store bool) 
 		byName:     make(map[string]*index.Entry, len(idx.Entries)),
 		trackedDir: map[string]bool{},
 		loaded:     map[string]bool{},
+		attrLoaded: map[string]bool{},
 		seen:       map[string]bool{},
 	}
 	for _, e := range idx.Entries {
@@ -63,7 +68,77 @@ func newStager(w *worktree, idx *index.Index, indexMtime time.Time, store bool) 
 	if b, err := os.ReadFile(filepath.Join(w.gitDir, "info", "exclude")); err == nil {
 		s.ignore = append(s.ignore, parseIgnore(string(b), nil)...)
 	}
+	if b, err := os.ReadFile(filepath.Join(w.gitDir, "info", "attributes")); err == nil {
+		s.infoAttrs = parseAttrs(string(b), nil)
+	}
 	return s, nil
+}
+
+func parseAttrs(text string, domain []string) []gitattributes.MatchAttribute {
+	var out []gitattributes.MatchAttribute
+	for _, line := range strings.Split(text, "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "[attr]") {
+			continue
+		}
+		if m, err := gitattributes.ParseAttributesLine(line, domain, false); err == nil && m.Pattern != nil {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+// loadAttrs reads dir/.gitattributes once.
+func (s *stager) loadAttrs(dir string) {
+	if s.attrLoaded[dir] {
+		return
+	}
+	s.attrLoaded[dir] = true
+	name := ".gitattributes"
+	if dir != "" {
+		name = dir + "/.gitattributes"
+	}
+	fi, err := s.w.root.Lstat(name)
+	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return
+	}
+	b, err := s.w.root.ReadFile(name)
+	if err != nil {
+		return
+	}
+	s.attrs = append(s.attrs, parseAttrs(string(b), splitPath(dir))...)
+}
+
+// loadAncestors loads the ignore and attribute files of dir and its parents.
+func (s *stager) loadAncestors(dir string) {
+	parts := splitPath(dir)
+	for i := 0; i <= len(parts); i++ {
+		s.loadIgnore(path.Join(parts[:i]...))
+		s.loadAttrs(path.Join(parts[:i]...))
+	}
+}
+
+// filterOf returns the filter driver .gitattributes assigns to rel, or "".
+// The most specific file wins, and .git/info/attributes over all of them.
+func (s *stager) filterOf(rel string) string {
+	p := splitPath(rel)
+	for _, stack := range [][]gitattributes.MatchAttribute{s.infoAttrs, s.attrs} {
+		for i := len(stack) - 1; i >= 0; i-- {
+			if !stack[i].Pattern.Match(p) {
+				continue
+			}
+			for _, a := range stack[i].Attributes {
+				if a.Name() != "filter" {
+					continue
+				}
+				if a.IsValueSet() {
+					return a.Value()
+				}
+				return ""
+			}
+		}
+	}
+	return ""
 }
 
 func parseIgnore(text string, domain []string) []gitignore.Pattern {
@@ -118,10 +193,7 @@ func (s *stager) ignored(rel string, isDir bool) bool {
 
 // stageAll stages every change under dir ("" is the whole worktree).
 func (s *stager) stageAll(dir string) error {
-	parts := splitPath(dir)
-	for i := 0; i <= len(parts); i++ {
-		s.loadIgnore(path.Join(parts[:i]...))
-	}
+	s.loadAncestors(dir)
 	start := s.w.dir
 	if dir != "" {
 		start = filepath.Join(s.w.dir, filepath.FromSlash(dir))
@@ -196,6 +268,8 @@ func (s *stager) collect(abs, rel string, top bool, out *[]candidate) error {
 			return nil // a nested repository is not ours to add
 		case e.Name() == ".gitignore" && e.Type().IsRegular():
 			s.loadIgnore(rel)
+		case e.Name() == ".gitattributes" && e.Type().IsRegular():
+			s.loadAttrs(rel)
 		}
 	}
 	for _, e := range ents {
@@ -263,6 +337,11 @@ func (s *stager) stagePaths(paths []string) error {
 				return err
 			}
 		default:
+			if d := path.Dir(p); d != "." {
+				s.loadAncestors(d)
+			} else {
+				s.loadAncestors("")
+			}
 			if err := s.consider(p, fi, true); err != nil {
 				return err
 			}
@@ -307,6 +386,11 @@ func (s *stager) consider(rel string, fi fs.FileInfo, explicit bool) error {
 		}
 	} else if !explicit && s.ignored(rel, false) {
 		return nil
+	}
+	if s.store && mode != filemode.Symlink {
+		if f := s.filterOf(rel); f != "" {
+			return fmt.Errorf("%w: %q is routed through filter %q by .gitattributes; keeperd runs no filters: commit it on the host", ErrPrecondition, rel, f)
+		}
 	}
 	h, err := s.blob(rel, fi)
 	if err != nil {
