@@ -56,3 +56,23 @@ func TestLinkedWorktreeGitIsReadOnly(t *testing.T) {
 		t.Errorf("main worktree README.md = %q, changed by the box", b)
 	}
 }
+
+// TestWritableSubtrees: with --writable SUB the worktree is read-only except
+// the named subtree, and .git stays read-only.
+func TestWritableSubtrees(t *testing.T) {
+	w := newWorld(t)
+	repo := harness.NewRepo(t, map[string]string{"README.md": "top\n", "src/main.go": "package main\n"})
+	harness.ChownTree(t, repo, 1000, 1000)
+	r := w.ok(t, "e2e-writable", "--repo", repo, "--writable", "src", "--", "probe", "write",
+		"-path", "/work/src/main.go", "-path", "/work/src/new.txt", "-path", "/work/README.md", "-path", "/work/new.txt", "-path", "/work/.git/config").probe(t)
+	for _, p := range []string{"/work/src/main.go", "/work/src/new.txt"} {
+		if got := r.Write[p]; got != "ok" {
+			t.Errorf("write %s = %q, want ok (inside --writable src)", p, got)
+		}
+	}
+	for _, p := range []string{"/work/README.md", "/work/new.txt", "/work/.git/config"} {
+		if got := r.Write[p]; !strings.Contains(got, "read-only file system") {
+			t.Errorf("write %s = %q, want read-only file system (outside --writable)", p, got)
+		}
+	}
+}
