@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -149,7 +150,7 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 	}
 	stmt := Statement{Commit: h.String(), Branch: ref.Short(), Launch: l.ID, Account: l.Account, Manifest: l.ManifestDigest, Time: when.UTC().Unix()}
 	if err := k.addNote(w, h, stmt, id); err != nil {
-		k.log.Error("note not written", "commit", h.String(), "err", err)
+		k.log.Error("note not written", slog.String("commit", h.String()), slog.String("error", err.Error()))
 	}
 	k.record(l, Write{Kind: "commit", Target: h.String(), Summary: ref.Short() + ": " + firstLine(msg)})
 	return CommitResult{Commit: h.String(), Branch: ref.Short(), Files: changes}, nil
