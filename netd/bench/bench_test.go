@@ -96,23 +96,31 @@ func BenchmarkCompare(b *testing.B) {
 	netdAddr := startNetd(b, u)
 	smokeAddr := startSmokescreen(b)
 	proxies := []proxy{direct(), viaConnect("netd", netdAddr), viaConnect("smokescreen", smokeAddr)}
+	if addr, _, ok := startTinyproxy(b, 200); ok {
+		tp := viaConnect("tinyproxy", addr)
+		tp.literal = true
+		proxies = append(proxies, tp)
+	} else {
+		b.Log("tinyproxy is not installed: no tinyproxy peer in this run")
+	}
 	n := benchBytes()
 	k := envInt("NETD_BENCH_SETUPS", 2000)
-	sink := fmt.Sprintf("up.bench:%d", port(u.sink))
-	banner := fmt.Sprintf("up.bench:%d", port(u.banner))
 	type result struct{ mibs, p50, p99 float64 }
 	res := map[string]result{}
 	for i := 0; i < b.N; i++ {
 		for _, p := range proxies {
 			var r result
-			r.mibs = throughput(b, p, sink, n)
-			r.p50, r.p99 = setup(b, p, banner, k)
+			r.mibs = throughput(b, p, p.target(port(u.sink)), n)
+			r.p50, r.p99 = setup(b, p, p.target(port(u.banner)), k)
 			res[p.name] = r
 		}
 	}
 	b.StopTimer()
 	for _, p := range proxies {
 		r := res[p.name]
+		if _, ok := res[p.name]; !ok {
+			continue
+		}
 		b.Logf("%-12s throughput %8.1f MiB/s   setup p50 %7.0f µs   p99 %7.0f µs", p.name, r.mibs, r.p50, r.p99)
 	}
 	nd, sm, di := res["netd"], res["smokescreen"], res["direct"]
@@ -122,6 +130,10 @@ func BenchmarkCompare(b *testing.B) {
 	b.ReportMetric(nd.p50/sm.p50, "netd/smokescreen-p50")
 	b.ReportMetric(nd.p99/sm.p99, "netd/smokescreen-p99")
 	b.ReportMetric(nd.p50/di.p50, "netd/direct-p50")
+	if tp, ok := res["tinyproxy"]; ok {
+		b.ReportMetric(nd.mibs/tp.mibs, "netd/tinyproxy-throughput")
+		b.ReportMetric(nd.p50/tp.p50, "netd/tinyproxy-p50")
+	}
 }
 
 // BenchmarkRSS builds netd and the smokescreen peer, runs each as its own
@@ -196,6 +208,7 @@ func BenchmarkRSS(b *testing.B) {
 	sm := start(smokeBin, smokeAddr)
 	waitDial(relayAddr)
 	waitDial(smokeAddr)
+	tpAddr, tpPid, tpOK := startTinyproxy(b, tunnels+100)
 
 	hold := func(p proxy, target string) []net.Conn {
 		conns := make([]net.Conn, 0, tunnels)
@@ -221,6 +234,16 @@ func BenchmarkRSS(b *testing.B) {
 		smokeKiB := rssKiB(b, sm.Process.Pid)
 		for _, c := range append(nc, sc...) {
 			c.Close()
+		}
+		if tpOK {
+			idleTP := rssKiB(b, tpPid)
+			tpc := hold(proxy{name: "tinyproxy", dial: viaConnect("tinyproxy", tpAddr).dial}, fmt.Sprintf("127.0.0.1:%d", port(u.banner)))
+			tpKiB := rssKiB(b, tpPid)
+			for _, c := range tpc {
+				c.Close()
+			}
+			b.Logf("RSS with %d open tunnels: tinyproxy %.1f MiB (idle %.1f)", tunnels, float64(tpKiB)/1024, float64(idleTP)/1024)
+			b.ReportMetric(float64(tpKiB)/1024, "tinyproxy-RSS-MiB")
 		}
 		b.Logf("RSS with %d open tunnels: netd (serve+relay) %.1f MiB (idle %.1f), smokescreen %.1f MiB (idle %.1f)",
 			tunnels, float64(netdKiB)/1024, float64(idleNetd)/1024, float64(smokeKiB)/1024, float64(idleSmoke)/1024)

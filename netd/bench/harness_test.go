@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -96,6 +97,17 @@ func port(l net.Listener) int { return l.Addr().(*net.TCPAddr).Port }
 type proxy struct {
 	name string
 	dial func(target string) (net.Conn, error)
+	// literal makes the target an IP literal (for peers that would resolve
+	// "up.bench" through real DNS).
+	literal bool
+}
+
+// target names the upstream port for p.
+func (p proxy) target(port int) string {
+	if p.literal {
+		return fmt.Sprintf("127.0.0.1:%d", port)
+	}
+	return fmt.Sprintf("up.bench:%d", port)
 }
 
 // direct dials the upstream itself.
@@ -175,6 +187,50 @@ func startSmokescreen(tb testing.TB) string {
 	srv := httptest.NewServer(smokescreen.BuildProxy(conf))
 	tb.Cleanup(srv.Close)
 	return srv.Listener.Addr().String()
+}
+
+// startTinyproxy runs tinyproxy (when installed) on a free loopback port
+// and returns its address and pid; ok is false when it is not installed.
+func startTinyproxy(tb testing.TB, maxClients int) (addr string, pid int, ok bool) {
+	tb.Helper()
+	bin, err := exec.LookPath("tinyproxy")
+	if err != nil {
+		return "", 0, false
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	addr = l.Addr().String()
+	l.Close()
+	_, port, _ := net.SplitHostPort(addr)
+	dir := tb.TempDir()
+	conf := filepath.Join(dir, "tinyproxy.conf")
+	cfg := fmt.Sprintf("Port %s\nListen 127.0.0.1\nTimeout 600\nMaxClients %d\nAllow 127.0.0.1\nLogLevel Critical\n", port, maxClients)
+	if os.Geteuid() == 0 {
+		cfg += "User nobody\nGroup nogroup\n"
+	}
+	if err := os.WriteFile(conf, []byte(cfg), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	cmd := exec.Command(bin, "-d", "-c", conf)
+	cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+	if err := cmd.Start(); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			return addr, cmd.Process.Pid, true
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("tinyproxy never listened on %s", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 // startNetd runs the whole net door in-process: relay on loopback TCP →
