@@ -57,7 +57,8 @@ func (w *world) liveLaunches(t testing.TB) map[string][]string {
 
 // TestRevocation: when a box exits, and when its launcher is killed with
 // SIGKILL, the launch's door sockets disappear from the host and the daemons
-// report no live launch.
+// report no live launch; a box that outlives its launcher holds only dead
+// doors, and is removed.
 func TestRevocation(t *testing.T) {
 	w := newWorld(t)
 	w.startScoutd(t, nil, "")
@@ -143,6 +144,17 @@ func TestRevocation(t *testing.T) {
 					t.Errorf("orphaned box %s still connects to %s", c, p)
 				}
 			}
+		}
+		// The launcher's reaper removes the box once the launcher is gone.
+		var left []string
+		if !harness.WaitFor(30*time.Second, func() bool {
+			ps, _ := w.s.podman.CLI(ctx, "ps", "--all", "--filter", "label=io.claude-box.launch="+ids[0], "--format", "{{.ID}} {{.Status}}")
+			left = strings.Split(strings.TrimSpace(string(ps)), "\n")
+			return strings.TrimSpace(string(ps)) == ""
+		}) {
+			t.Errorf("30s after SIGKILL of the launcher, its box remains: %v", left)
+		}
+		for _, c := range containers {
 			_, _ = w.s.podman.CLI(ctx, "rm", "--force", "--time", "0", c)
 		}
 	})
