@@ -46,6 +46,28 @@ func TestProfilesHaveNoWriteSink(t *testing.T) {
 	}
 }
 
+func TestProfilesWidenDefault(t *testing.T) {
+	cases := map[string]struct {
+		profiles []string
+		want     string
+	}{
+		"nothing named":      {nil, "default"},
+		"login widens":       {[]string{"login"}, "default,login"},
+		"default named":      {[]string{"default", "npm"}, "default,npm"},
+		"none drops default": {[]string{"none", "npm"}, "npm"},
+		"none alone":         {[]string{"none"}, ""},
+	}
+	for name, tc := range cases {
+		p, err := Compile(Spec{Profiles: tc.profiles})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := strings.Join(p.Profiles, ","); got != tc.want {
+			t.Errorf("%s: profiles %q, want %q", name, got, tc.want)
+		}
+	}
+}
+
 func TestLoadFile(t *testing.T) {
 	s, err := LoadFile("testdata/good/full.json")
 	if err != nil {

@@ -19,7 +19,8 @@ import (
 type Spec struct {
 	// Allow are allowlist entries ("host", ".domain", with optional ":port").
 	Allow []string
-	// Profiles are named profiles to add; none means DefaultProfile.
+	// Profiles are named profiles added to DefaultProfile; NoProfile
+	// leaves the default out.
 	Profiles []string
 	// Resolve are static answers, "HOST=IP".
 	Resolve []string
@@ -55,9 +56,15 @@ var ErrConfig = errors.New("invalid policy")
 // Compile validates s. Every item is checked; the first bad one is named.
 func Compile(s Spec) (Policy, error) {
 	var p Policy
-	names := s.Profiles
-	if len(names) == 0 {
-		names = []string{DefaultProfile}
+	// Profiles widen the default one; only "none" leaves it out.
+	names := []string{DefaultProfile}
+	if slices.Contains(s.Profiles, NoProfile) {
+		names = nil
+	}
+	for _, n := range s.Profiles {
+		if n != NoProfile {
+			names = append(names, n)
+		}
 	}
 	for _, n := range names {
 		entries, err := Profile(n)

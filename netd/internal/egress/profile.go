@@ -25,8 +25,13 @@ func profiles() map[string][]string {
 	}
 }
 
-// DefaultProfile is the profile used when a policy names none.
+// DefaultProfile is always in force unless a policy names NoProfile;
+// other profiles widen it.
 const DefaultProfile = "default"
+
+// NoProfile, named as a profile, leaves DefaultProfile out: the policy is
+// then exactly its explicit entries and other profiles.
+const NoProfile = "none"
 
 // ProfileNames lists the known profiles, sorted.
 func ProfileNames() []string {
