@@ -162,6 +162,8 @@ func newApp(env Env) *ucli.Command {
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			return ucli.ShowRootCommandHelp(c)
 		},
+		// Exit codes are main's business: urfave must not print or exit.
+		ExitErrHandler: func(context.Context, *ucli.Command, error) {},
 		OnUsageError: func(_ context.Context, _ *ucli.Command, err error, _ bool) error {
 			return fmt.Errorf("%w: %w", ErrUsage, err)
 		},

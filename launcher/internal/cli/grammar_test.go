@@ -103,3 +103,26 @@ func TestExitCodesAndMessages(t *testing.T) {
 		t.Fatalf("message %q", m)
 	}
 }
+
+func TestSubcommandsDoNotExit(t *testing.T) {
+	var out, errb strings.Builder
+	dir := t.TempDir()
+	env := Env{Getenv: func(k string) string { return map[string]string{"HOME": dir}[k] }, Stdout: &out, Stderr: &errb}
+	err := Run(t.Context(), []string{"doors", "status"}, env)
+	if ExitCode(err) != 1 || Message(err) != "" || strings.Contains(errb.String(), "exit status") {
+		t.Fatalf("doors status with no daemons: %v %q %q", err, Message(err), errb.String())
+	}
+	if !strings.Contains(out.String(), "netd: not running") || !strings.Contains(out.String(), "claude-box doors start") {
+		t.Fatalf("status output:\n%s", out.String())
+	}
+	out.Reset()
+	if err := Run(t.Context(), []string{"name", "work", "Acme", "day", "job"}, env); err != nil {
+		t.Fatal(err)
+	}
+	if err := Run(t.Context(), []string{"name", "bad/acct", "x"}, env); ExitCode(err) != 2 {
+		t.Fatalf("bad account label: %v", err)
+	}
+	if err := Run(t.Context(), []string{"--help"}, env); err != nil || !strings.Contains(out.String(), "Examples:") {
+		t.Fatalf("help: %v\n%s", err, out.String())
+	}
+}
