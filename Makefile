@@ -18,7 +18,12 @@ PROTOC_GEN_GO_VERSION    := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.2
 STATICCHECK_VERSION      := v0.8.2
 
-tags = $(if $(filter launcher,$(1)),-tags "$(LAUNCHER_TAGS)",)
+# Build tags apply to every module: only the launcher's podman bindings read
+# them, and one GOFLAGS keeps go.work builds, GOWORK=off builds and tests alike.
+comma := ,
+empty :=
+space := $(empty) $(empty)
+export GOFLAGS := -tags=$(subst $(space),$(comma),$(strip $(LAUNCHER_TAGS)))
 
 .PHONY: help
 help: ## list targets
@@ -45,21 +50,21 @@ lint: ## gofmt, go vet and staticcheck on every module, buf lint on the protos
 	@bad=$$(gofmt -l $(ALL_MODULES) | grep -v '\.pb\.go$$' || true); \
 	  if [ -n "$$bad" ]; then echo "not gofmt-formatted:"; echo "$$bad"; exit 1; fi
 	cd proto && buf lint
-	@for m in $(ALL_MODULES); do echo "== vet $$m"; (cd $$m && go vet $(call tags,$$m) ./...); done
-	@for m in $(ALL_MODULES); do echo "== staticcheck $$m"; (cd $$m && staticcheck $(call tags,$$m) ./...); done
+	@for m in $(ALL_MODULES); do echo "== vet $$m"; (cd $$m && go vet ./...); done
+	@for m in $(ALL_MODULES); do echo "== staticcheck $$m"; (cd $$m && staticcheck ./...); done
 
 .PHONY: build
 build: ## build every module, also with GOWORK=off as nix does
-	@for m in $(ALL_MODULES); do echo "== build $$m"; (cd $$m && go build $(call tags,$$m) ./... && GOWORK=off go build $(call tags,$$m) ./...); done
+	@for m in $(ALL_MODULES); do echo "== build $$m"; (cd $$m && go build ./... && GOWORK=off go build ./...); done
 
 .PHONY: test
 test: ## run every module's tests with -race (the e2e suite needs podman; see test/README.md)
-	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && go test -race -count=1 $(call tags,$$m) ./...); done
+	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && go test -race -count=1 ./...); done
 	$(MAKE) e2e
 
 .PHONY: unit
 unit: ## run the unit tests of every module except the e2e suite
-	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && go test -race -count=1 $(call tags,$$m) ./...); done
+	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && go test -race -count=1 ./...); done
 
 .PHONY: e2e
 e2e: ## run the end-to-end confinement suite against real podman and real daemons
@@ -67,7 +72,7 @@ e2e: ## run the end-to-end confinement suite against real podman and real daemon
 
 .PHONY: bench
 bench: ## run the benchmarks (ratios against peers measured in the same run)
-	@for m in $(ALL_MODULES); do echo "== bench $$m"; (cd $$m && go test $(call tags,$$m) -run '^$$' -bench . -benchtime 1x ./...); done
+	@for m in $(ALL_MODULES); do echo "== bench $$m"; (cd $$m && go test -run '^$$' -bench . -benchtime 1x ./...); done
 	@echo "== bench netd/bench (netd vs stripe/smokescreen vs direct; own module, not in go.work)"
 	cd netd/bench && GOWORK=off go test -run '^$$' -bench . -benchtime 1x -timeout 30m .
 
