@@ -577,6 +577,8 @@ func TestLeaseBreakRevokes(t *testing.T) {
 
 func TestTTLRevokes(t *testing.T) {
 	f := newFixture(t, nil)
+	revoked := make(chan string, 1)
+	f.m.cfg.OnRevoke = func(b Binding, reason string) { revoked <- b.LaunchID + ":" + reason }
 	resp, err := f.ctl.MintDoor(context.Background(), &doorv1.MintDoorRequest{LaunchId: "T", Account: "a", PeerUid: -1, Ttl: durationpb.New(100 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
@@ -585,6 +587,9 @@ func TestTTLRevokes(t *testing.T) {
 		t.Fatal("no expiry reported")
 	}
 	waitFor(t, "ttl revocation", gone(resp.GetSocketPath()))
+	if got := <-revoked; got != "T:ttl_expired" {
+		t.Fatalf("OnRevoke got %q", got)
+	}
 	if len(f.m.Live()) != 0 {
 		t.Fatalf("live after ttl: %v", f.m.Live())
 	}

@@ -65,6 +65,10 @@ type MinterConfig struct {
 	PolicySummary func() string
 	// Counters are door-specific counters for GetStatus.
 	Counters func() map[string]int64
+	// OnRevoke, when set, is called once for every door after it is revoked
+	// (by request, lease end, TTL or shutdown), so the daemon can drop the
+	// launch's state. It must not block.
+	OnRevoke func(b Binding, reason string)
 	// ServerOptions are passed to every door server (see Config.ServerOptions).
 	ServerOptions []grpc.ServerOption
 	// MaxTTL caps a requested TTL; zero means no cap.
@@ -387,6 +391,9 @@ func (m *Minter) revoke(ctx context.Context, doorID, reason string) bool {
 	_ = d.l.Close()
 	if d.SocketPath != "" {
 		_ = os.Remove(d.SocketPath)
+	}
+	if m.cfg.OnRevoke != nil {
+		m.cfg.OnRevoke(d.Binding.clone(), reason)
 	}
 	Audit(ctx, m.log, Record{Door: m.cfg.Door, Method: "revoke", Target: d.addr(), Allow: true, Reason: reason,
 		Attrs: []slog.Attr{slog.String("door_id", d.DoorID), slog.String("revoked_launch", d.LaunchID), slog.String("revoked_account", d.Account)}})
