@@ -126,3 +126,32 @@ func TestSubcommandsDoNotExit(t *testing.T) {
 		t.Fatalf("help: %v\n%s", err, out.String())
 	}
 }
+
+// FuzzParseLaunch: any command line either parses or is a usage error, and
+// what claude receives is the input minus what claude-box consumed, in order.
+func FuzzParseLaunch(f *testing.F) {
+	f.Add("work\x00--resume\x00--net\x00-p\x00hi")
+	f.Add("--\x00--net")
+	f.Add("--repo\x00.\x00--writable=src\x00x")
+	f.Fuzz(func(t *testing.T, joined string) {
+		args := strings.Split(joined, "\x00")
+		a, err := ParseLaunch(args)
+		if err != nil {
+			if !errors.Is(err, ErrUsage) || ExitCode(err) != 2 {
+				t.Fatalf("non-usage error %v", err)
+			}
+			return
+		}
+		// claude's args are a subsequence of the input.
+		i := 0
+		for _, c := range a.Claude {
+			for i < len(args) && args[i] != c {
+				i++
+			}
+			if i == len(args) {
+				t.Fatalf("claude arg %q not in input order %q", c, args)
+			}
+			i++
+		}
+	})
+}

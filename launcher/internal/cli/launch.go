@@ -185,14 +185,18 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		req.ImageDigest = img.ID
 	}
 
+	// The manifest does not depend on the minted sockets: plan once with
+	// placeholders, so the keeper door can be bound to the manifest's digest.
+	draft := req
+	for _, g := range granted {
+		draft.Sockets = append(draft.Sockets, plan.Socket{Grant: g, HostSocket: "<minted by " + plan.ControlSocketFor(g, cs) + ">"})
+	}
+	dp, err := plan.Build(draft)
+	if err != nil {
+		return err
+	}
 	if a.DryRun {
-		for _, g := range granted {
-			req.Sockets = append(req.Sockets, plan.Socket{Grant: g, HostSocket: "<minted by " + plan.ControlSocketFor(g, cs) + ">"})
-		}
-		p, err := plan.Build(req)
-		if err != nil {
-			return err
-		}
+		p := dp
 		enc := json.NewEncoder(env.Stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(struct {
@@ -217,7 +221,7 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	for _, g := range granted {
 		w := doors.Want{Grant: g, Control: plan.ControlSocketFor(g, cs), Daemon: plan.Daemon(g.Door.Name)}
 		if g.Door.Name == plan.DoorKeeper && repo != nil {
-			w.Bindings = map[string]string{"repo": repo.Root}
+			w.Bindings = map[string]string{"repo": repo.Root, "manifest": plan.ManifestDigest(dp.Manifest)}
 		}
 		wants = append(wants, w)
 	}
@@ -236,6 +240,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	p, err := plan.Build(req)
 	if err != nil {
 		return err
+	}
+	if string(p.Manifest) != string(dp.Manifest) {
+		return fmt.Errorf("%w: the manifest changed between planning and minting", plan.ErrBadPlan)
 	}
 	for _, w := range []string{p.Posture.Warning, repoWarning(repo)} {
 		if w != "" {

@@ -23,3 +23,10 @@ func SeccompDigest() string {
 	s := sha256.Sum256(seccompProfile)
 	return hex.EncodeToString(s[:])
 }
+
+// ManifestDigest names a manifest as "sha256:<hex>" (keeper records it with
+// every commit made through the launch's door).
+func ManifestDigest(manifest []byte) string {
+	s := sha256.Sum256(manifest)
+	return "sha256:" + hex.EncodeToString(s[:])
+}
