@@ -58,9 +58,14 @@ build: ## build every module, also with GOWORK=off as nix does
 	@for m in $(ALL_MODULES); do echo "== build $$m"; (cd $$m && go build ./... && GOWORK=off go build ./...); done
 
 .PHONY: test
-test: ## run every module's tests with -race (the e2e suite needs podman; see test/README.md)
+test: ## run every module's tests with -race, the full netd load test, then the e2e suite (needs podman; see test/README.md)
 	@for m in $(MODULES); do echo "== test $$m"; (cd $$m && go test -race -count=1 ./...); done
+	$(MAKE) load
 	$(MAKE) e2e
+
+.PHONY: load
+load: ## netd under load without the race detector: 1000 concurrent and 10,000 sequential tunnels
+	cd netd && go test -count=1 -run TestLoad -v ./internal/relay/ | grep -E '^(=== RUN|--- |ok|FAIL|PASS)' 
 
 .PHONY: unit
 unit: ## run the unit tests of every module except the e2e suite
