@@ -35,9 +35,13 @@ passed=0
 failed=0
 failures=()
 log=$(mktemp -d "${TMPDIR:-/tmp}/nix-ci-check.XXXXXX")
-trap 'rm -rf "$log"' EXIT
+trap 'chmod -R u+w "$log" 2>/dev/null; rm -rf "$log"' EXIT
 
 nixx() { nix --extra-experimental-features 'nix-command flakes' "$@"; }
+# The flake commands copy the source and write .drv files: they get a store of
+# their own under the temp dir, so the checks need no set-up /nix and leave
+# nothing behind.
+flake_store="$log/store"
 
 check() {
   local name=$1
@@ -134,7 +138,7 @@ check_lock() {
     echo "note: not a git checkout; skipped"
     return 0
   }
-  nixx flake metadata --offline --no-update-lock-file "$root"
+  nixx --store "$flake_store" flake metadata --offline --no-update-lock-file "$root"
 }
 
 check_eval() {
@@ -156,7 +160,7 @@ check_flake() {
     return 0
   }
   # Untracked files are invisible to a flake: the stub must be committed.
-  nixx flake check --no-build --offline --no-write-lock-file \
+  nixx --store "$flake_store" flake check --no-build --offline --no-write-lock-file \
     --override-input nixpkgs "path:$root/nix/stub-nixpkgs" "$root"
 }
 
