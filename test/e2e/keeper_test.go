@@ -13,6 +13,9 @@ import (
 	"github.com/bounded-systems/claude-box/test/internal/harness"
 )
 
+// pushToken is the https token keeperd pushes with, from a host-side file.
+const pushToken = "push-token-e2e-never-logged"
+
 // keeperIdentity is who keeperd commits as in the suite's policy.
 var keeperIdentity = map[string]string{"name": "e2e keeper", "email": "keeper@example.test"}
 
@@ -34,7 +37,7 @@ func (w *world) startKeeperdArgs(t testing.TB, repo *keeperRepo, extra ...string
 	}
 	if repo != nil {
 		tokenFile := filepath.Join(w.home, "push-token")
-		if err := os.WriteFile(tokenFile, []byte("push-token-e2e\n"), 0o600); err != nil {
+		if err := os.WriteFile(tokenFile, []byte(pushToken+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		policy["repos"] = []any{map[string]any{
@@ -159,6 +162,27 @@ func TestWritesGoThroughKeeper(t *testing.T) {
 	for _, want := range []string{"good signature", "by launch " + r.Launch + ",", "account e2e-keeper,"} {
 		if r.Launch == "" || !strings.Contains(string(vout), want) {
 			t.Errorf("keeperd verify HEAD lacks %q:\n%s", want, vout)
+		}
+	}
+
+	// Neither the push token nor the signing key reaches keeperd's log.
+	key, err := os.ReadFile(filepath.Join(w.home, ".claude-box", "keeper", "id_ed25519"))
+	if err != nil {
+		t.Fatalf("keeperd's key: %v", err)
+	}
+	keyLines := strings.Split(strings.TrimSpace(string(key)), "\n")
+	logText, err := os.ReadFile(w.daemons["keeperd"].LogPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, secret := range append([]string{pushToken}, keyLines[1:len(keyLines)-1]...) {
+		if strings.Contains(string(logText), secret) || strings.Contains(res.stdout+res.stderr, secret) {
+			t.Errorf("a secret (push token or private key line) reached keeperd's log or the box")
+		}
+	}
+	for _, req := range repo.server.Requests() {
+		if req.Method == "POST" && !strings.Contains(req.Header.Get("Authorization"), "Basic ") {
+			t.Errorf("a push reached the git server without the host-side token: %s %s", req.Method, req.Path)
 		}
 	}
 

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"os"
 	"strings"
 	"testing"
 
@@ -75,5 +76,8 @@ func TestReadsGoThroughScout(t *testing.T) {
 	}
 	if strings.Contains(res.stdout+res.stderr, token) {
 		t.Errorf("the token reached the box's output")
+	}
+	if b, err := os.ReadFile(w.daemons["scoutd"].LogPath); err != nil || strings.Contains(string(b), token) {
+		t.Errorf("scoutd's log contains the token (or cannot be read: %v)", err)
 	}
 }
