@@ -109,7 +109,11 @@ func build() *suite {
 		return s
 	}
 	// Short: unix socket paths under it must stay below 108 bytes.
-	if s.dir, err = os.MkdirTemp("", "cbe2e-"); err != nil {
+	base := os.TempDir()
+	if len(base) > 24 {
+		base = "/tmp"
+	}
+	if s.dir, err = os.MkdirTemp(base, "cbe2e-"); err != nil {
 		s.what, s.err = "temp dir", err
 		return s
 	}
