@@ -6,11 +6,11 @@ NIX_DIR := $(dir $(lastword $(MAKEFILE_LIST)))nix
 
 .PHONY: hashes check-nix nix-eval
 
-hashes: ## Recompute every module's vendorHash into nix/vendor-hashes.json (go mod vendor + nix hash path)
+hashes: ## recompute every module's vendorHash into nix/vendor-hashes.json
 	bash $(NIX_DIR)/hashes.sh
 
-check-nix: ## Offline nix checks: every .nix parses, pin and lock, flake evaluated against a stub nixpkgs, vendorHash drift
+check-nix: ## offline nix checks: parse, pin, lock, flake eval on a stub nixpkgs, setup, vendorHash drift
 	bash $(NIX_DIR)/ci-check.sh
 
-nix-eval: ## Evaluate the flake's outputs against the stub nixpkgs and print the test summary
+nix-eval: ## evaluate the flake against the stub nixpkgs and print the test summary
 	nix-instantiate --eval --strict --json -E 'import $(abspath $(NIX_DIR))/tests/offline.nix { }'
