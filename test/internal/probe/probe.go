@@ -223,7 +223,7 @@ func floor(r *Report) {
 }
 
 // skipDirs are pseudo filesystems the walks leave out.
-var skipDirs = map[string]bool{"/proc": true, "/sys": true, "/dev": true}
+var skipDirs = map[string]bool{"/proc": true, "/sys": true}
 
 func setuidFiles() []string {
 	var out []string
