@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/bounded-systems/claude-box/guestroom"
 	"github.com/bounded-systems/claude-box/guestroom/door"
@@ -136,6 +138,12 @@ func (s *Session) mintOne(ctx context.Context, launch, account string, peerUID i
 	resp, err := ctrl.MintDoor(mctx, req)
 	cancel()
 	if err != nil {
+		switch status.Code(err) {
+		case codes.Unavailable:
+			return &NotRunningError{Daemon: w.Daemon, Socket: w.Control, Err: err}
+		case codes.Unimplemented:
+			return fmt.Errorf("mint door %q: %s answers but is not a door daemon's control socket (name the daemon's control socket, e.g. ~/.claude-box/run/%s.sock): %w", w.Grant.Door.Name, w.Control, w.Daemon, err)
+		}
 		return fmt.Errorf("mint door %q at %s: %w", w.Grant.Door.Name, w.Control, err)
 	}
 	m := Minted{Want: w, DoorID: resp.GetDoorId(), HostSocket: resp.GetSocketPath()}

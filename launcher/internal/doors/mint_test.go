@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -157,5 +158,27 @@ func TestMintFailsClosed(t *testing.T) {
 	}
 	if err := CheckSocket(filepath.Join(ww, "netd.sock")); !errors.Is(err, ErrUnsafeDir) {
 		t.Fatalf("world-writable dir: %v", err)
+	}
+}
+
+// TestMintRefusesANonControlSocket: a standing door (or anything else that
+// is not a ControlService) is never mounted in place of a minted door.
+func TestMintRefusesANonControlSocket(t *testing.T) {
+	dir, err := os.MkdirTemp("", "cbs-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	srv := door.NewServer(door.Config{Door: "vault", Authorize: door.SameUser()})
+	sock := filepath.Join(dir, "vault.sock")
+	l, err := door.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	defer srv.Stop(context.Background())
+	_, err = Mint(context.Background(), "l5", "work", -1, []Want{{Grant: guestroom.Grant{Door: guestroom.Door{Name: "vault"}}, Control: sock, Daemon: "vault"}})
+	if err == nil || !strings.Contains(err.Error(), "is not a door daemon's control socket") {
+		t.Fatalf("got %v", err)
 	}
 }
