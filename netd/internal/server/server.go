@@ -45,6 +45,7 @@ const (
 	DefaultMaxTunnels   = 4096
 	DefaultMaxPerLaunch = 1024
 	DefaultIdleTimeout  = 10 * time.Minute
+	DefaultOpenTimeout  = 30 * time.Second
 	// chunkSize keeps one Data message (payload plus its few bytes of proto
 	// framing) within grpc-go's 32 KiB buffer tier: a byte more and every
 	// message takes (and zeroes) a 1 MiB buffer, a tenfold throughput loss.
@@ -64,6 +65,8 @@ type Limits struct {
 	MaxPerLaunch int
 	// IdleTimeout closes a tunnel with no bytes either way for this long.
 	IdleTimeout time.Duration
+	// OpenTimeout bounds the wait for a tunnel's first message (its Open).
+	OpenTimeout time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -75,6 +78,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.IdleTimeout <= 0 {
 		l.IdleTimeout = DefaultIdleTimeout
+	}
+	if l.OpenTimeout <= 0 {
+		l.OpenTimeout = DefaultOpenTimeout
 	}
 	return l
 }
@@ -148,7 +154,18 @@ func (s *Server) acquire(launch string) (release func(), ok bool) {
 // Tunnel carries one client connection: Open, Verdict, then bytes.
 func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	ctx := stream.Context()
-	first, err := stream.Recv()
+	b, _ := door.BindingFrom(ctx)
+	// The slot is taken before the first message is read: a stream waiting
+	// for its Open holds server resources too, so a box that opens streams
+	// and never sends anything is held to its cap like any other.
+	release, ok := s.acquire(b.LaunchID)
+	if !ok {
+		d := egress.Decision{Verdict: egress.Limited, Reason: egress.ReasonLimited, Rule: "tunnel_cap"}
+		s.audit(ctx, "Tunnel", "", netv1.Verb_VERB_UNSPECIFIED, d, nil)
+		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
+	}
+	defer release()
+	first, err := s.recvFirst(stream)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -156,15 +173,7 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	if open == nil {
 		return toStatus(errNoOpen)
 	}
-	b, _ := door.BindingFrom(ctx)
 	req := egress.Request{Target: open.GetTarget(), Verb: fromVerb(open.GetVerb()), HostHeader: open.GetHostHeader(), Caveats: b.Caveats}
-	release, ok := s.acquire(b.LaunchID)
-	if !ok {
-		d := egress.Decision{Verdict: egress.Limited, Reason: egress.ReasonLimited, Rule: "tunnel_cap"}
-		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
-		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
-	}
-	defer release()
 	conn, d := s.eng.Connect(ctx, req)
 	if d.Verdict != egress.Allow {
 		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
@@ -183,6 +192,29 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 		slog.Int64(KeyDuration, time.Since(start).Milliseconds()),
 	})
 	return toStatus(err)
+}
+
+// recvFirst reads a tunnel's first message, waiting at most the open
+// timeout. On timeout the handler returns, which cancels the stream and
+// ends the pending Recv.
+func (s *Server) recvFirst(stream netv1.EgressService_TunnelServer) (*netv1.TunnelRequest, error) {
+	type result struct {
+		m   *netv1.TunnelRequest
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		m, err := stream.Recv()
+		ch <- result{m, err}
+	}()
+	t := time.NewTimer(s.lim.OpenTimeout)
+	defer t.Stop()
+	select {
+	case r := <-ch:
+		return r.m, r.err
+	case <-t.C:
+		return nil, errOpenTimeout
+	}
 }
 
 // pump copies bytes both ways until the upstream closes, the client's
@@ -372,6 +404,9 @@ func replaceQuoted(msg, secret, with string) string {
 // errNoOpen reports a tunnel whose first message carries no Open.
 var errNoOpen = errors.New("first tunnel message must carry open")
 
+// errOpenTimeout reports a tunnel whose first message did not arrive in time.
+var errOpenTimeout = errors.New("no open arrived in time")
+
 // toStatus maps every error a handler returns to a gRPC status, in one
 // place. Decisions travel in-band as Verdicts; only protocol failures and
 // stream breakage become status errors.
@@ -381,6 +416,8 @@ func toStatus(err error) error {
 		return nil
 	case errors.Is(err, errNoOpen):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, errOpenTimeout):
+		return status.Error(codes.DeadlineExceeded, err.Error())
 	case errors.Is(err, context.Canceled):
 		return status.Error(codes.Canceled, "tunnel canceled")
 	case errors.Is(err, context.DeadlineExceeded):
