@@ -169,7 +169,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	m, err := door.NewMinter(door.MinterConfig{
 		Door: server.DoorName, Version: Version(), Dir: dir, Logger: log,
 		Register: srv.Register, Validate: srv.Validate,
-		PolicySummary: srv.PolicySummary, Counters: srv.Counters,
+		PolicySummary: srv.PolicySummary, Counters: srv.Counters, OnRevoke: srv.OnRevoke,
 	})
 	if err != nil {
 		return err

@@ -112,6 +112,10 @@ func (s *Server) Counters() map[string]int64 {
 	}
 }
 
+// OnRevoke drops a finished launch's counters, rate budget and write log
+// (MinterConfig.OnRevoke). The audit log keeps the record of its writes.
+func (s *Server) OnRevoke(b door.Binding, _ string) { s.k.Forget(b.LaunchID) }
+
 // launch is what the door was minted for. The repository comes only from
 // the binding, never from a request.
 func launch(ctx context.Context) (keeper.Launch, bool) {
