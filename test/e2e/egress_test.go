@@ -29,6 +29,21 @@ func TestPolicedEgress(t *testing.T) {
 		t.Errorf("allowed upstream saw %d connections, want 1", n)
 	}
 
+	// curl, the client agents actually use, through HTTPS_PROXY with
+	// certificate verification against the image's trust store.
+	w.s.tool(t, "curl")
+	cu := w.ok(t, "e2e-egress", "--net", "--", "curl", "-sS", "--fail", allowed.URL()+"/curl")
+	if cu.stdout != "hello through netd" {
+		t.Errorf("curl through HTTPS_PROXY = %q\n%s", cu.stdout, cu)
+	}
+	cd := w.claudeBox(t, "e2e-egress", "--net", "--", "curl", "-sS", "--fail", denied.URL()+"/curl")
+	if cd.code == 0 || !strings.Contains(cd.stderr, "403") {
+		t.Errorf("curl to a denied name: exit %d, want a failure naming the proxy's 403\n%s", cd.code, cd)
+	}
+	if n := allowed.Conns(); n != 2 {
+		t.Errorf("allowed upstream saw %d connections, want 2", n)
+	}
+
 	no := w.ok(t, "e2e-egress", "--net", "--", "probe", "https", "-url", denied.URL()+"/")
 	d := no.probe(t)
 	if d.HTTP == nil || !strings.Contains(d.HTTP.Err, "Forbidden") {
@@ -57,36 +72,37 @@ func TestPolicedEgress(t *testing.T) {
 			t.Errorf("a --net box dialed %s directly", a)
 		}
 	}
-	if n := allowed.Conns(); n != 1 {
-		t.Errorf("allowed upstream saw %d connections after the direct attempts, want still 1", n)
+	if n := allowed.Conns(); n != 2 {
+		t.Errorf("allowed upstream saw %d connections after the direct attempts, want still 2", n)
 	}
 
-	// The audit trail names the account and a launch for both decisions.
-	var allow, deny map[string]any
-	for _, rec := range netd.Records() {
-		if rec["msg"] != "audit" {
-			continue
+	// The audit trail names the account and the launch of each decision.
+	find := func(launch, host string) map[string]any {
+		for _, rec := range netd.Records() {
+			if rec["msg"] == "audit" && rec["launch"] == launch && strings.Contains(strings.ToLower(jsonish(rec)), host) {
+				return rec
+			}
 		}
-		blob := strings.ToLower(jsonish(rec))
-		switch {
-		case strings.Contains(blob, "allowed.test") && allow == nil:
-			allow = rec
-		case strings.Contains(blob, "denied.test") && deny == nil:
-			deny = rec
-		}
+		return nil
 	}
-	launches := map[string]string{"allow": r.Launch, "deny": d.Launch}
+	if r.Launch == "" || d.Launch == "" || r.Launch == d.Launch {
+		t.Fatalf("want two distinct launch ids from $CLAUDE_BOX_LAUNCH, got %q and %q", r.Launch, d.Launch)
+	}
+	allow, deny := find(r.Launch, "allowed.test"), find(d.Launch, "denied.test")
 	for name, rec := range map[string]map[string]any{"allow": allow, "deny": deny} {
 		if rec == nil {
-			t.Errorf("no %s audit record in netd's log:\n%s", name, netd.LogTail())
+			t.Errorf("no %s audit record for its launch in netd's log:\n%s", name, netd.LogTail())
 			continue
 		}
 		if rec["account"] != "e2e-egress" {
 			t.Errorf("%s audit record account = %v, want e2e-egress: %v", name, rec["account"], rec)
 		}
-		if s, _ := rec["launch"].(string); s == "" || s != launches[name] {
-			t.Errorf("%s audit record launch = %q, want the box's launch %q: %v", name, s, launches[name], rec)
-		}
+	}
+	if deny != nil && deny["reason"] != "not_allowlisted" {
+		t.Errorf("deny audit record reason = %v, want not_allowlisted", deny["reason"])
+	}
+	if allow != nil && allow["allow"] != true {
+		t.Errorf("allow audit record allow = %v, want true", allow["allow"])
 	}
 	if deny != nil && deny["allow"] != false {
 		t.Errorf("deny audit record allow = %v, want false", deny["allow"])

@@ -105,6 +105,8 @@ func TestWritesGoThroughKeeper(t *testing.T) {
 
 	script := strings.Join([]string{
 		"probe write -path /work/README.md -path /work/.git/config -path /work/.git/hooks/pre-commit -path /work/.git/HEAD",
+		"git -C /work log -1 --format=GIT_LOG=%s",
+		"git -C /work -c user.name=box -c user.email=box@example.test commit -qam 'box commits by itself' 2>&1; echo GIT_COMMIT_RC=$?",
 		"keeper commit -a -m 'e2e: change readme' && echo KEEPER_COMMIT_OK",
 		"keeper push main && echo KEEPER_PUSH_MAIN_OK",
 		"keeper push release; echo KEEPER_PUSH_RELEASE_RC=$?",
@@ -118,6 +120,15 @@ func TestWritesGoThroughKeeper(t *testing.T) {
 	for _, p := range []string{"/work/.git/config", "/work/.git/hooks/pre-commit", "/work/.git/HEAD"} {
 		if got := r.Write[p]; !strings.Contains(got, "read-only file system") {
 			t.Errorf("write %s = %q, want read-only file system", p, got)
+		}
+	}
+	// git reads in the box, but cannot write .git: the box cannot commit by itself.
+	if w.s.tools["git"] == nil {
+		if !strings.Contains(res.stdout, "GIT_LOG=initial") {
+			t.Errorf("git log in the box failed\n%s", res)
+		}
+		if strings.Contains(res.stdout, "GIT_COMMIT_RC=0") || !strings.Contains(res.stdout, "Read-only file system") {
+			t.Errorf("git commit in the box did not fail with Read-only file system\n%s", res)
 		}
 	}
 	if !strings.Contains(res.stdout, "KEEPER_COMMIT_OK") {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -57,7 +58,8 @@ type suite struct {
 	ca     *harness.CA
 	podman *harness.Podman
 	image  harness.Image
-	err    error // the podman/image setup failure, if any
+	tools  map[string]error // dynamic tools in the image: nil when present
+	err    error            // the podman/image setup failure, if any
 	what   string
 }
 
@@ -83,6 +85,16 @@ func setup(t testing.TB) *suite {
 	s := shared.s
 	harness.Need(t, s.what, s.err)
 	return s
+}
+
+// tool stops the test when a dynamically linked tool is not in the image.
+func (s *suite) tool(t testing.TB, name string) {
+	t.Helper()
+	err, ok := s.tools[name]
+	if !ok {
+		err = fmt.Errorf("%s not in the test image", name)
+	}
+	harness.Need(t, name, err)
 }
 
 // bin returns a built binary or stops the test naming the missing one.
@@ -173,6 +185,19 @@ func build() *suite {
 		if p, ok := s.bins[name]; ok {
 			spec.Bins[name] = p
 		}
+	}
+	// Dynamically linked tools with their libraries: curl (the TLS client
+	// agents use) and git (reads in the box; it cannot write .git).
+	spec.Dynamic = map[string]string{}
+	s.tools = map[string]error{}
+	for _, tool := range []string{"curl", "git"} {
+		p, err := exec.LookPath(tool)
+		if err != nil {
+			s.tools[tool] = fmt.Errorf("%s not installed on the host (apt-get install -y %s): %w", tool, tool, err)
+			continue
+		}
+		spec.Dynamic["usr/bin/"+tool] = p
+		s.tools[tool] = nil
 	}
 	if _, ok := s.bins["claude-box-entry"]; ok {
 		spec.Entrypoint = []string{"/usr/local/bin/claude-box-entry"}

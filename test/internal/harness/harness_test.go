@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -101,5 +102,25 @@ func TestBuildImageRefusesEscapingNames(t *testing.T) {
 	spec := ImageSpec{Busybox: "/bin/busybox", Bins: map[string]string{"../etc/passwd": "/dev/null"}}
 	if _, err := spec.rootfs(context.Background()); err == nil {
 		t.Fatal("a binary named ../etc/passwd was accepted")
+	}
+}
+
+func TestSharedLibsListsLoaderAndLibc(t *testing.T) {
+	git, _, err := CheckGit()
+	Need(t, "git", err)
+	libs, err := sharedLibs(context.Background(), git)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var loader, libc bool
+	for _, l := range libs {
+		if !filepath.IsAbs(l) {
+			t.Errorf("relative library path %q", l)
+		}
+		loader = loader || strings.Contains(l, "ld-linux")
+		libc = libc || strings.HasSuffix(l, "/libc.so.6")
+	}
+	if !loader || !libc {
+		t.Errorf("libs of %s = %v, want the loader and libc", git, libs)
 	}
 }

@@ -28,6 +28,10 @@ type ImageSpec struct {
 	Bins map[string]string
 	// Scripts maps a file name under /usr/local/bin to a script's text.
 	Scripts map[string]string
+	// Dynamic maps an image path ("usr/bin/curl") to a dynamically linked
+	// host binary; the binary and every library ldd lists for it (at the
+	// same paths) go into the image.
+	Dynamic map[string]string
 	// CAPEM becomes /etc/ssl/certs/ca-certificates.crt (the only trust root).
 	CAPEM []byte
 	// Entrypoint is the image's entrypoint.
@@ -130,6 +134,37 @@ func (s ImageSpec) rootfs(ctx context.Context) ([]entry, error) {
 			return nil, fmt.Errorf("image script name %q", name)
 		}
 		file("usr/local/bin/"+name, 0o755, []byte(text))
+	}
+	dynNames := make([]string, 0, len(s.Dynamic))
+	for name := range s.Dynamic {
+		dynNames = append(dynNames, name)
+	}
+	sort.Strings(dynNames)
+	for _, name := range dynNames {
+		if !cleanName(name) {
+			return nil, fmt.Errorf("image path %q", name)
+		}
+		libs, err := sharedLibs(ctx, s.Dynamic[name])
+		if err != nil {
+			return nil, err
+		}
+		es = append(es, entry{name: name, mode: 0o755, typ: tar.TypeReg, src: s.Dynamic[name]})
+		for _, lib := range libs {
+			es = append(es, entry{name: strings.TrimPrefix(lib, "/"), mode: 0o755, typ: tar.TypeReg, src: lib})
+		}
+	}
+	// Every file's parent directories exist as entries of their own.
+	have := map[string]bool{}
+	for _, e := range es {
+		if e.typ == tar.TypeDir {
+			have[e.name] = true
+		}
+	}
+	for _, e := range es {
+		for d := path.Dir(e.name); d != "." && !have[d]; d = path.Dir(d) {
+			have[d] = true
+			es = append(es, entry{name: d, mode: 0o755, typ: tar.TypeDir})
+		}
 	}
 	// Later entries win (a script may replace a busybox applet of the same name).
 	seen := map[string]int{}
@@ -294,4 +329,28 @@ func pruneCache(dir, keep string) {
 			_ = os.Remove(p)
 		}
 	}
+}
+
+// sharedLibs lists the absolute paths of the shared libraries (and the
+// dynamic loader) that ldd reports for bin.
+func sharedLibs(ctx context.Context, bin string) ([]string, error) {
+	out, err := (command{Path: "ldd", Args: []string{bin}}).output(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("shared libraries of %s: %w", bin, err)
+	}
+	var libs []string
+	for _, line := range strings.Split(string(out), "\n") {
+		// "libz.so.1 => /lib/x86_64-linux-gnu/libz.so.1 (0x…)" or
+		// "/lib64/ld-linux-x86-64.so.2 (0x…)"; vdso has no file.
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 3 && f[1] == "=>" && strings.HasPrefix(f[2], "/"):
+			libs = append(libs, path.Clean(f[2]))
+		case len(f) >= 1 && strings.HasPrefix(f[0], "/"):
+			libs = append(libs, path.Clean(f[0]))
+		case len(f) >= 2 && f[1] == "=>" && (len(f) < 3 || !strings.HasPrefix(f[2], "/")) && !strings.HasPrefix(f[0], "linux-vdso"):
+			return nil, fmt.Errorf("shared libraries of %s: %q not found", bin, f[0])
+		}
+	}
+	return libs, nil
 }
