@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing"
@@ -194,12 +195,8 @@ func (s *stager) ignored(rel string, isDir bool) bool {
 // stageAll stages every change under dir ("" is the whole worktree).
 func (s *stager) stageAll(dir string) error {
 	s.loadAncestors(dir)
-	start := s.w.dir
-	if dir != "" {
-		start = filepath.Join(s.w.dir, filepath.FromSlash(dir))
-	}
 	var cands []candidate
-	if err := s.collect(start, dir, true, &cands); err != nil {
+	if err := s.collect(dir, true, &cands); err != nil {
 		return err
 	}
 	// lstat is most of the cost on a big tree: spread it over a few threads,
@@ -211,7 +208,7 @@ func (s *stager) stageAll(dir string) error {
 		go func(w int) {
 			defer wg.Done()
 			for i := w; i < len(cands); i += workers {
-				cands[i].fi, cands[i].err = cands[i].d.Info()
+				cands[i].fi, cands[i].err = os.Lstat(filepath.Join(s.w.dir, filepath.FromSlash(cands[i].rel)))
 			}
 		}(w)
 	}
@@ -245,22 +242,40 @@ func (s *stager) stageAll(dir string) error {
 // candidate is a file or symlink found by collect.
 type candidate struct {
 	rel string
-	d   fs.DirEntry
 	fi  fs.FileInfo
 	err error
 }
 
-// collect walks the directory abs (worktree path rel) without following
-// symlinks, loading .gitignore files, skipping .git, nested repositories,
-// submodules and ignored untracked directories, and appends every other
-// non-directory entry to out.
-func (s *stager) collect(abs, rel string, top bool, out *[]candidate) error {
-	ents, err := os.ReadDir(abs)
+// readDir lists the worktree directory rel through the root, refusing a
+// symlink in its place: a directory the box swapped for a symlink after it
+// was checked is never listed, so no name from outside the worktree is
+// ever staged or quoted in an error.
+func (s *stager) readDir(rel string) ([]fs.DirEntry, error) {
+	name := rel
+	if name == "" {
+		name = "."
+	}
+	f, err := s.w.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return f.ReadDir(-1)
+}
+
+// collect walks the worktree directory rel without following symlinks,
+// loading .gitignore files, skipping .git, nested repositories, submodules
+// and ignored untracked directories, and appends every other non-directory
+// entry to out.
+func (s *stager) collect(rel string, top bool, out *[]candidate) error {
+	ents, err := s.readDir(rel)
 	if err != nil {
 		if !top && errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
-		return fmt.Errorf("%w: read directory %q: %w", ErrInternal, rel, err)
+		// A symlink or file in its place (a swap after the check), a link
+		// out of the worktree, or a directory the box made unreadable.
+		return fmt.Errorf("%w: read directory %q: %w", ErrPath, rel, err)
 	}
 	for _, e := range ents {
 		switch {
@@ -289,12 +304,12 @@ func (s *stager) collect(abs, rel string, top bool, out *[]candidate) error {
 			if !s.trackedDir[crel] && s.ignored(crel, true) {
 				continue
 			}
-			if err := s.collect(filepath.Join(abs, name), crel, false, out); err != nil {
+			if err := s.collect(crel, false, out); err != nil {
 				return err
 			}
 			continue
 		}
-		*out = append(*out, candidate{rel: crel, d: e})
+		*out = append(*out, candidate{rel: crel})
 	}
 	return nil
 }
