@@ -112,7 +112,7 @@ func (s *suite) bin(t testing.TB, name string) string {
 }
 
 func build() *suite {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	s := &suite{bins: map[string]string{}, binErr: map[string]error{}}
 	var err error
