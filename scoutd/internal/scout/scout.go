@@ -211,7 +211,13 @@ func New(cfg Config) (*Scout, error) {
 			if len(via) > s.limits.MaxRedirects {
 				return &Error{Kind: KindDenied, Reason: ReasonTooManyRedirects, Err: fmt.Errorf("more than %d redirects", s.limits.MaxRedirects)}
 			}
-			if _, err := s.checkURL(req.URL.String(), scopeFrom(req.Context())); err != nil {
+			sc := scopeFrom(req.Context())
+			if sc.repo != "" {
+				// A snapshot's hop names its repository again: a repo=
+				// caveat is checked against where it redirects to.
+				sc.repo = repoOfGitPath(req.URL.Path)
+			}
+			if _, err := s.checkURL(req.URL.String(), sc); err != nil {
 				return fmt.Errorf("redirect to %s: %w", redact(req.URL), err)
 			}
 			return nil

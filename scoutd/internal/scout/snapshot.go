@@ -64,6 +64,19 @@ func RepoOfURL(requestURI string) string {
 	return p
 }
 
+// repoOfGitPath returns the repository a smart-HTTP request path names:
+// the path without its "/info/refs" or "/git-upload-pack" endpoint, as
+// RepoOfURL reads it.
+func repoOfGitPath(p string) string {
+	for _, suffix := range []string{"/info/refs", "/git-upload-pack"} {
+		if s, ok := strings.CutSuffix(p, suffix); ok {
+			p = s
+			break
+		}
+	}
+	return RepoOfURL(p)
+}
+
 // Snapshot shallow-fetches (depth 1, the one ref) the repository into
 // memory and streams a tar of the tree at the ref, without .git, to w. On
 // error the stream written so far is incomplete and must be discarded.
