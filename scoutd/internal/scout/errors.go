@@ -52,6 +52,7 @@ const (
 	ReasonRefNotFound      = "ref_not_found"
 	ReasonBadRequest       = "bad_request"
 	ReasonCanceled         = "canceled"
+	ReasonBusy             = "too_many_requests"
 	ReasonInternal         = "internal"
 )
 
@@ -141,6 +142,8 @@ func Hint(reason string) string {
 		return "use an https:// URL"
 	case ReasonCaveatDenied:
 		return "this launch's scout door is narrowed by caveats; relaunch with a door that covers the target"
+	case ReasonBusy:
+		return "this launch has as many scout requests in flight as it may; retry when one ends"
 	case ReasonTooLarge, ReasonDecodedTooLarge, ReasonTooManyFiles:
 		return "the operator can raise the ceiling in scoutd's config"
 	}

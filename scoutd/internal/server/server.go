@@ -7,6 +7,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"net/url"
@@ -49,16 +50,62 @@ type Server struct {
 	version string
 	summary string
 
-	mu     sync.Mutex
-	counts map[string]int64
+	// maxInFlight and maxSnapshots cap one launch's requests in flight.
+	maxInFlight, maxSnapshots int
+
+	mu        sync.Mutex
+	counts    map[string]int64
+	inFlight  map[string]int // by launch
+	snapshots map[string]int // by launch
 }
+
+// Ceilings on one launch's requests in flight: a box cannot make scoutd
+// hold more reads for it at once than this (a snapshot holds a repository
+// in memory). Other launches are served regardless.
+const (
+	MaxInFlightPerLaunch  = 8
+	MaxSnapshotsPerLaunch = 2
+)
 
 // New returns a Server over s. log receives the audit records.
 func New(s *scout.Scout, log *slog.Logger, version string) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{scout: s, log: log, version: version, summary: Summary(s), counts: map[string]int64{}}
+	return &Server{scout: s, log: log, version: version, summary: Summary(s), counts: map[string]int64{},
+		maxInFlight: MaxInFlightPerLaunch, maxSnapshots: MaxSnapshotsPerLaunch,
+		inFlight: map[string]int{}, snapshots: map[string]int{}}
+}
+
+// enter takes one of the launch's in-flight slots (and a snapshot slot for
+// a snapshot); the returned func gives them back.
+func (s *Server) enter(ctx context.Context, snapshot bool) (func(), error) {
+	b, _ := door.BindingFrom(ctx)
+	l := b.LaunchID
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inFlight[l] >= s.maxInFlight {
+		return nil, &scout.Error{Kind: scout.KindTooLarge, Reason: scout.ReasonBusy, Err: fmt.Errorf("this launch already has %d requests in flight", s.inFlight[l])}
+	}
+	if snapshot && s.snapshots[l] >= s.maxSnapshots {
+		return nil, &scout.Error{Kind: scout.KindTooLarge, Reason: scout.ReasonBusy, Err: fmt.Errorf("this launch already has %d snapshots in flight", s.snapshots[l])}
+	}
+	s.inFlight[l]++
+	if snapshot {
+		s.snapshots[l]++
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inFlight[l]--; s.inFlight[l] <= 0 {
+			delete(s.inFlight, l)
+		}
+		if snapshot {
+			if s.snapshots[l]--; s.snapshots[l] <= 0 {
+				delete(s.snapshots, l)
+			}
+		}
+	}, nil
 }
 
 // Counters reports requests by kind and outcome ("fetch_ok",
@@ -100,6 +147,12 @@ func Summary(s *scout.Scout) string {
 func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingServer[scoutv1.FetchResponse]) error {
 	ctx := stream.Context()
 	start := time.Now()
+	release, err := s.enter(ctx, false)
+	if err != nil {
+		s.audit(ctx, "fetch", redactURL(req.GetUrl()), err, start)
+		return toStatus(ctx, err)
+	}
+	defer release()
 	b, _ := door.BindingFrom(ctx)
 	w := &fetchWriter{stream: stream}
 	head, dg, err := s.scout.Fetch(ctx, scout.FetchRequest{
@@ -120,6 +173,12 @@ func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingSer
 func (s *Server) Snapshot(req *scoutv1.SnapshotRequest, stream grpc.ServerStreamingServer[scoutv1.SnapshotResponse]) error {
 	ctx := stream.Context()
 	start := time.Now()
+	release, err := s.enter(ctx, true)
+	if err != nil {
+		s.audit(ctx, "snapshot", redactURL(req.GetUrl()), err, start)
+		return toStatus(ctx, err)
+	}
+	defer release()
 	b, _ := door.BindingFrom(ctx)
 	w := &snapWriter{stream: stream}
 	res, err := s.scout.Snapshot(ctx, scout.SnapshotRequest{
@@ -144,6 +203,12 @@ func (s *Server) Snapshot(req *scoutv1.SnapshotRequest, stream grpc.ServerStream
 // GetIssue implements scoutv1.ScoutServiceServer.
 func (s *Server) GetIssue(ctx context.Context, req *scoutv1.GetIssueRequest) (*scoutv1.GetIssueResponse, error) {
 	start := time.Now()
+	release, err := s.enter(ctx, false)
+	if err != nil {
+		s.audit(ctx, "issue", req.GetRepo()+"#"+itoa(req.GetNumber()), err, start)
+		return nil, toStatus(ctx, err)
+	}
+	defer release()
 	b, _ := door.BindingFrom(ctx)
 	is, err := s.scout.Issue(ctx, scout.IssueRequest{Repo: req.GetRepo(), Number: req.GetNumber(), Comments: req.GetComments(), Caveats: b.Caveats})
 	s.audit(ctx, "issue", req.GetRepo()+"#"+itoa(req.GetNumber()), err, start)
@@ -156,6 +221,12 @@ func (s *Server) GetIssue(ctx context.Context, req *scoutv1.GetIssueRequest) (*s
 // GetPullRequest implements scoutv1.ScoutServiceServer.
 func (s *Server) GetPullRequest(ctx context.Context, req *scoutv1.GetPullRequestRequest) (*scoutv1.GetPullRequestResponse, error) {
 	start := time.Now()
+	release, err := s.enter(ctx, false)
+	if err != nil {
+		s.audit(ctx, "pull_request", req.GetRepo()+"#"+itoa(req.GetNumber()), err, start)
+		return nil, toStatus(ctx, err)
+	}
+	defer release()
 	b, _ := door.BindingFrom(ctx)
 	pr, err := s.scout.PullRequest(ctx, scout.PullRequestRequest{Repo: req.GetRepo(), Number: req.GetNumber(), Comments: req.GetComments(), Diff: req.GetDiff(), Caveats: b.Caveats})
 	s.audit(ctx, "pull_request", req.GetRepo()+"#"+itoa(req.GetNumber()), err, start, slog.Int(keyBytes, len(pr.Diff)))
