@@ -189,7 +189,7 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 		}
 		x.seen[name] = 'd'
 		return nil
-	case tar.TypeReg, tar.TypeRegA: //nolint:staticcheck // TypeRegA still appears in old archives
+	case tar.TypeReg, tar.TypeRegA: //lint:ignore SA1019 TypeRegA still appears in old archives
 		return x.file(hdr, name, body)
 	case tar.TypeSymlink, tar.TypeLink:
 		if _, ok := x.seen[name]; ok {

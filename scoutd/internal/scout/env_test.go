@@ -142,6 +142,4 @@ func (r *recorder) headers() []http.Header {
 	return append([]http.Header(nil), r.seen...)
 }
 
-func hostport(host, port string) string { return net.JoinHostPort(host, port) }
-
 func itoa(n int) string { return strconv.Itoa(n) }

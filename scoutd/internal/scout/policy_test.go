@@ -1,6 +1,7 @@
 package scout
 
 import (
+	"context"
 	"net/url"
 	"strings"
 	"testing"
@@ -42,7 +43,7 @@ func FuzzCheckURL(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw string) {
 		u, err := s.checkURL(raw, scope{})
 		if err != nil {
-			if Classify(nil, err).Kind == KindInternal {
+			if Classify(context.TODO(), err).Kind == KindInternal {
 				t.Fatalf("unclassified refusal of %q: %v", raw, err)
 			}
 			return

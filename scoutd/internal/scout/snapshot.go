@@ -360,7 +360,7 @@ func gitErr(err error) error {
 	if errors.As(err, &e) {
 		return e
 	}
-	if c := Classify(nil, err); c.Kind != KindInternal {
+	if c := Classify(context.TODO(), err); c.Kind != KindInternal {
 		return c
 	}
 	switch {

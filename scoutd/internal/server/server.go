@@ -417,7 +417,6 @@ func itoa(n int64) string {
 // chunks of at most ChunkSize, the last one with the trailer.
 type fetchWriter struct {
 	stream grpc.ServerStreamingServer[scoutv1.FetchResponse]
-	head   *scoutv1.FetchHead
 	buf    []byte
 	sent   int64
 }
