@@ -64,3 +64,46 @@ func TestCaveatsNarrowALaunch(t *testing.T) {
 		t.Errorf("netd's audit reason for outside.test = %v, want caveat_denied\n%s", reason, netd.LogTail())
 	}
 }
+
+// TestScoutCaveatsNarrowALaunch: scout doors minted with repo= and host=
+// caveats read only inside them, although scoutd's policy allows more, and
+// nothing outside them is fetched.
+func TestScoutCaveatsNarrowALaunch(t *testing.T) {
+	w := newWorld(t)
+	inside := harness.NewUpstream(t, w.s.ca, "inside.test", harness.Text("inside the caveat"))
+	outside := harness.NewUpstream(t, w.s.ca, "outside.test", harness.Text("outside the caveat"))
+	api := harness.NewGitHubAPI(t, w.s.ca, "api.github.test", map[string]harness.Issue{
+		"octo/hello#1": {Number: 1, Title: "hello issue", State: "open"},
+		"octo/other#2": {Number: 2, Title: "other issue", State: "open"},
+	})
+	w.startScoutd(t, api, "ghp_e2eCaveatToken", inside, outside)
+
+	repo := w.claudeBox(t, "e2e-scout-caveat", "--door", "scout:repo=octo/hello", "--", "sh", "-c",
+		"scout issue octo/hello#1; echo RC1=$?; scout issue octo/other#2; echo RC2=$?")
+	if !strings.Contains(repo.stdout, "hello issue") || !strings.Contains(repo.stdout, "RC1=0") {
+		t.Errorf("issue inside repo=octo/hello failed\n%s", repo)
+	}
+	if strings.Contains(repo.stdout, "other issue") || strings.Contains(repo.stdout, "RC2=0") {
+		t.Errorf("issue outside repo=octo/hello was read\n%s", repo)
+	}
+	for _, req := range api.Requests() {
+		if strings.Contains(req.Path, "/octo/other/") {
+			t.Errorf("the API was asked for %s despite the caveat", req.Path)
+		}
+	}
+
+	host := w.claudeBox(t, "e2e-scout-caveat", "--door", "scout:host=inside.test", "--", "sh", "-c",
+		"scout fetch "+inside.URL()+"/; echo; echo RC1=$?; scout fetch "+outside.URL()+"/; echo RC2=$?")
+	if !strings.Contains(host.stdout, "inside the caveat") || !strings.Contains(host.stdout, "RC1=0") {
+		t.Errorf("fetch inside host=inside.test failed\n%s", host)
+	}
+	if strings.Contains(host.stdout, "outside the caveat") || strings.Contains(host.stdout, "RC2=0") {
+		t.Errorf("fetch outside host=inside.test succeeded\n%s", host)
+	}
+	if n := outside.Conns(); n != 0 {
+		t.Errorf("outside.test saw %d connections, want 0", n)
+	}
+	if !strings.Contains(host.stderr+repo.stderr, "caveat") {
+		t.Errorf("the refusals do not name the caveat\n%s\n%s", repo, host)
+	}
+}
