@@ -43,6 +43,7 @@ const (
 	keyNew    = "new"
 	keyFiles  = "files"
 	keyRemote = "remote"
+	keyWhy    = "why"
 )
 
 // Server serves KeeperService.
@@ -151,12 +152,46 @@ func toStatus(err error) error {
 	return status.Error(codes.Internal, "keeperd internal error (see the keeperd log on the host)")
 }
 
+// Audit reasons: machine-stable, one per domain error kind. The exact
+// text of a refusal is in the record's "why".
+const (
+	ReasonOK           = "ok"
+	ReasonDenied       = "denied"
+	ReasonPath         = "path_refused"
+	ReasonInvalid      = "invalid"
+	ReasonPrecondition = "precondition"
+	ReasonRateLimited  = "rate_limited"
+	ReasonUnavailable  = "unavailable"
+	ReasonInternal     = "internal"
+)
+
+// reasonOf maps a domain error to its audit reason.
+func reasonOf(err error) string {
+	switch {
+	case err == nil:
+		return ReasonOK
+	case errors.Is(err, keeper.ErrPath):
+		return ReasonPath
+	case errors.Is(err, keeper.ErrDenied):
+		return ReasonDenied
+	case errors.Is(err, keeper.ErrInvalid):
+		return ReasonInvalid
+	case errors.Is(err, keeper.ErrPrecondition):
+		return ReasonPrecondition
+	case errors.Is(err, keeper.ErrRateLimited):
+		return ReasonRateLimited
+	case errors.Is(err, keeper.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return ReasonUnavailable
+	}
+	return ReasonInternal
+}
+
 // finish audits one request and converts its error.
 func (s *Server) finish(ctx context.Context, l keeper.Launch, op string, err error, attrs ...slog.Attr) error {
-	r := door.Record{Door: DoorName, Target: l.Repo, Allow: err == nil, Reason: "ok",
+	r := door.Record{Door: DoorName, Target: l.Repo, Allow: err == nil, Reason: reasonOf(err),
 		Attrs: append([]slog.Attr{slog.String(keyOp, op)}, attrs...)}
 	if err != nil {
-		r.Reason = err.Error()
+		r.Attrs = append(r.Attrs, slog.String(keyWhy, err.Error()))
 		code := status.Code(toStatus(err))
 		if code == codes.Internal || code == codes.Unavailable {
 			r.Allow, r.Err = true, err

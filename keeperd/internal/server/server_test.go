@@ -231,8 +231,13 @@ func TestDoorEndToEnd(t *testing.T) {
 	if recs[1][keyCommit] != res.GetCommit() || recs[1][keyRef] != "main" {
 		t.Fatalf("commit audit = %v", recs[1])
 	}
-	if recs[2][door.KeyReason] != `path refused: "../../etc/passwd" contains ".."` {
-		t.Fatalf("deny reason = %v", recs[2][door.KeyReason])
+	if recs[2][door.KeyReason] != ReasonPath || recs[2][keyWhy] != `path refused: "../../etc/passwd" contains ".."` {
+		t.Fatalf("deny reason = %v, why = %v", recs[2][door.KeyReason], recs[2][keyWhy])
+	}
+	for i, want := range []string{ReasonOK, ReasonOK, ReasonPath, ReasonPrecondition, ReasonInvalid, ReasonDenied, ReasonDenied, ReasonOK, ReasonOK} {
+		if recs[i][door.KeyReason] != want {
+			t.Errorf("record %d (%v) reason = %v, want %s", i, recs[i][keyOp], recs[i][door.KeyReason], want)
+		}
 	}
 
 	// The private key never appears in logs, audit records or responses.
