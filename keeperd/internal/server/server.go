@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -53,6 +54,32 @@ type Server struct {
 	log *slog.Logger
 
 	commits, pushes, signs, denials, failures atomic.Int64
+
+	mu       sync.Mutex
+	inFlight map[string]int // requests in flight, by launch
+}
+
+// MaxInFlightPerLaunch caps one launch's requests in flight: writes to one
+// repository are serialized, and a box must not queue unboundedly many
+// behind that lock, each holding its request in memory.
+const MaxInFlightPerLaunch = 4
+
+// enter takes one of the launch's in-flight slots; the returned func gives
+// it back.
+func (s *Server) enter(launch string) (func(), error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.inFlight[launch]; n >= MaxInFlightPerLaunch {
+		return nil, fmt.Errorf("%w: this launch already has %d keeper requests in flight; retry when one ends", keeper.ErrRateLimited, n)
+	}
+	s.inFlight[launch]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.inFlight[launch]--; s.inFlight[launch] <= 0 {
+			delete(s.inFlight, launch)
+		}
+	}, nil
 }
 
 // New builds the adapter. log receives the audit records.
@@ -60,7 +87,7 @@ func New(k *keeper.Keeper, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{k: k, log: log}
+	return &Server{k: k, log: log, inFlight: map[string]int{}}
 }
 
 // Register registers the guest service on g (MinterConfig.Register).
@@ -219,6 +246,11 @@ func (s *Server) Commit(ctx context.Context, req *keeperv1.CommitRequest) (*keep
 	if !ok {
 		return nil, s.finish(ctx, l, "commit", errUnbound)
 	}
+	release, err := s.enter(l.ID)
+	if err != nil {
+		return nil, s.finish(ctx, l, "commit", err)
+	}
+	defer release()
 	res, err := s.k.Commit(ctx, l, keeper.CommitRequest{Message: req.GetMessage(), All: req.GetAll(), Paths: req.GetPaths(), Author: req.GetAuthor()})
 	if err != nil {
 		return nil, s.finish(ctx, l, "commit", err, slog.Bool("all", req.GetAll()), slog.Int("paths", len(req.GetPaths())))
@@ -234,6 +266,11 @@ func (s *Server) Push(ctx context.Context, req *keeperv1.PushRequest) (*keeperv1
 	if !ok {
 		return nil, s.finish(ctx, l, "push", errUnbound)
 	}
+	release, err := s.enter(l.ID)
+	if err != nil {
+		return nil, s.finish(ctx, l, "push", err)
+	}
+	defer release()
 	ref := req.GetBranch()
 	if t := req.GetTag(); t != "" {
 		if ref != "" {
@@ -256,6 +293,11 @@ func (s *Server) Sign(ctx context.Context, req *keeperv1.SignRequest) (*keeperv1
 	if !ok {
 		return nil, s.finish(ctx, l, "sign", errUnbound)
 	}
+	release, err := s.enter(l.ID)
+	if err != nil {
+		return nil, s.finish(ctx, l, "sign", err)
+	}
+	defer release()
 	sig, err := s.k.Sign(ctx, l, req.GetNamespace(), req.GetPayload())
 	if err != nil {
 		return nil, s.finish(ctx, l, "sign", err, slog.String("namespace", req.GetNamespace()), slog.Int("payload_bytes", len(req.GetPayload())))
@@ -271,6 +313,11 @@ func (s *Server) GetStatus(ctx context.Context, _ *keeperv1.GetStatusRequest) (*
 	if !ok {
 		return nil, s.finish(ctx, l, "status", errUnbound)
 	}
+	release, err := s.enter(l.ID)
+	if err != nil {
+		return nil, s.finish(ctx, l, "status", err)
+	}
+	defer release()
 	st, err := s.k.Status(ctx, l)
 	if err != nil {
 		return nil, s.finish(ctx, l, "status", err)
