@@ -296,6 +296,9 @@ func (s *stager) collect(rel string, top bool, out *[]candidate) error {
 		if rel != "" {
 			crel = rel + "/" + name
 		}
+		if isDotGit(name) {
+			return fmt.Errorf("%w: %q is a name git treats as .git", ErrPath, crel)
+		}
 		if e.IsDir() {
 			if se, ok := s.byName[crel]; ok && se.Mode == filemode.Submodule {
 				s.seen[crel] = true
@@ -387,6 +390,9 @@ func (s *stager) consider(rel string, fi fs.FileInfo, explicit bool) error {
 			return fmt.Errorf("%w: %q is not a regular file or symlink", ErrInvalid, rel)
 		}
 		return nil
+	}
+	if mode == filemode.Symlink && isDotGitmodules(path.Base(rel)) {
+		return fmt.Errorf("%w: %q is a symlink, and git refuses a symlinked .gitmodules", ErrPath, rel)
 	}
 	st := sysStat(fi)
 	e := s.byName[rel]

@@ -113,6 +113,8 @@ func cleanPath(p string) (string, error) {
 			return "", fmt.Errorf("%w: %q contains \"..\"", ErrPath, p)
 		case strings.EqualFold(c, ".git"):
 			return "", fmt.Errorf("%w: %q is inside .git", ErrPath, p)
+		case isDotGit(c):
+			return "", fmt.Errorf("%w: %q: %q is a name git treats as .git", ErrPath, p, c)
 		}
 		parts = append(parts, c)
 	}
@@ -147,4 +149,46 @@ func symlinkEscapes(rel, target string) bool {
 	}
 	j := path.Join(path.Dir(rel), target)
 	return j == ".." || strings.HasPrefix(j, "../")
+}
+
+// isDotGit reports whether git would treat a path component as ".git" on
+// some filesystem (git refuses such names in trees on every platform, and
+// git fsck calls them errors): case-insensitively, ignoring the code points
+// HFS+ ignores, and with NTFS's trailing dots and spaces, alternate data
+// streams and its short name GIT~1.
+func isDotGit(name string) bool {
+	n := ntfsHFSFold(name)
+	return n == ".git" || n == "git~1"
+}
+
+// isDotGitmodules is isDotGit for ".gitmodules" (NTFS short names
+// GITMOD~N, or GI7EBA~N when those are taken).
+func isDotGitmodules(name string) bool {
+	n := ntfsHFSFold(name)
+	if n == ".gitmodules" {
+		return true
+	}
+	for _, short := range []string{"gitmod~", "gi7eba~"} {
+		if rest, ok := strings.CutPrefix(n, short); ok && len(rest) == 1 && rest[0] >= '1' && rest[0] <= '9' {
+			return true
+		}
+	}
+	return false
+}
+
+// ntfsHFSFold lower-cases name, drops the code points HFS+ ignores, and
+// cuts what NTFS ignores: an alternate data stream and trailing dots and
+// spaces.
+func ntfsHFSFold(name string) string {
+	n := strings.ToLower(strings.Map(func(r rune) rune {
+		switch {
+		case r >= 0x200c && r <= 0x200f, r >= 0x202a && r <= 0x202e, r >= 0x206a && r <= 0x206f, r == 0xfeff:
+			return -1
+		}
+		return r
+	}, name))
+	if i := strings.IndexByte(n, ':'); i >= 0 {
+		n = n[:i]
+	}
+	return strings.TrimRight(n, ". ")
 }
