@@ -19,6 +19,9 @@ var version = "dev"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	// The same signals, to forward the one that ended the launch to the box.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	err := cli.Run(ctx, os.Args[1:], cli.Env{
 		Getenv:   os.Getenv,
 		Stdin:    os.Stdin,
@@ -27,6 +30,7 @@ func main() {
 		Stderr:   os.Stderr,
 		Connect:  podman.Connector,
 		Version:  version,
+		Signals:  sigs,
 		// A box never outlives its launcher: see cli.SpawnReaper.
 		SpawnReaper: cli.SpawnReaper,
 	})

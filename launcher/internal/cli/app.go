@@ -29,6 +29,9 @@ type Env struct {
 	Stderr   io.Writer
 	Connect  engine.Connector
 	Version  string
+	// Signals receives the signals that cancel the run, to forward the
+	// same one to the box; nil forwards SIGTERM.
+	Signals <-chan os.Signal
 	// SpawnReaper starts a process that removes the box if this one dies
 	// before it does; nil starts none (tests).
 	SpawnReaper func(uri, name string) (Reaper, error)

@@ -260,7 +260,7 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		}
 		defer r.Done()
 	}
-	code, err := eng.Run(ctx, p.Box, engine.Stdio{Stdin: stdin, Stdout: env.Stdout, Stderr: env.Stderr}, StopGrace)
+	code, err := eng.Run(ctx, p.Box, engine.Stdio{Stdin: stdin, Stdout: env.Stdout, Stderr: env.Stderr, Signals: env.Signals}, StopGrace)
 	if err != nil {
 		return err
 	}

@@ -36,6 +36,9 @@ type BoxInfo struct {
 type Stdio struct {
 	Stdin          *os.File // nil: no stdin
 	Stdout, Stderr io.Writer
+	// Signals carries the signals the launcher caught; when the launch is
+	// cancelled the last one is forwarded to the box. Nil: SIGTERM.
+	Signals <-chan os.Signal
 }
 
 // ErrImageMissing reports an image the engine does not have.

@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -84,7 +85,9 @@ func Connect(ctx context.Context, getenv func(string) string) (*Client, error) {
 				continue
 			}
 		}
-		cctx, err := bindings.NewConnectionWithIdentity(ctx, uri, getenv("CONTAINER_SSHKEY"), false)
+		// The connection outlives ctx: cleanup after a Ctrl-C still needs it.
+		// Each call is bound to its own ctx by with().
+		cctx, err := bindings.NewConnectionWithIdentity(context.WithoutCancel(ctx), uri, getenv("CONTAINER_SSHKEY"), false)
 		if err != nil {
 			tried = append(tried, uri)
 			last = err
@@ -325,11 +328,29 @@ func (c *Client) Run(ctx context.Context, b plan.Box, std engine.Stdio, grace ti
 	select {
 	case <-attached:
 	case <-ctx.Done():
-		sctx, cancel := context.WithTimeout(bg, grace+10*time.Second)
-		timeout := uint(grace / time.Second)
-		_ = containers.Stop(sctx, r.ID, new(containers.StopOptions).WithTimeout(timeout))
-		cancel()
-		<-attached
+		// Forward the signal that ended the launch (SIGTERM when none is
+		// known), give the box grace, then stop it (SIGKILL).
+		sig := "TERM"
+		select {
+		case s := <-std.Signals:
+			if n, ok := s.(syscall.Signal); ok {
+				sig = strconv.Itoa(int(n))
+			}
+		case <-time.After(50 * time.Millisecond):
+		}
+		if err := containers.Kill(bg, r.ID, new(containers.KillOptions).WithSignal(sig)); err != nil {
+			fmt.Fprintf(std.Stderr, "claude-box: forward signal %s to the box: %v\n", sig, err)
+		}
+		select {
+		case <-attached:
+		case <-time.After(grace):
+			sctx, cancel := context.WithTimeout(bg, 10*time.Second)
+			if err := containers.Stop(sctx, r.ID, new(containers.StopOptions).WithTimeout(0)); err != nil {
+				fmt.Fprintf(std.Stderr, "claude-box: stop the box: %v\n", err)
+			}
+			cancel()
+			<-attached
+		}
 	}
 	exit, err := containers.Wait(bg, r.ID, nil)
 	if err != nil {

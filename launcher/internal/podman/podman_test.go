@@ -14,6 +14,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -295,5 +296,56 @@ func TestPreflightFailsClosed(t *testing.T) {
 	err := cli.Run(context.Background(), []string{"unit"}, cli.Env{Getenv: func(k string) string { return env[k] }, Stdout: io.Discard, Stderr: &errb, Connect: podman.Connector})
 	if msg := cli.Message(err); cli.ExitCode(err) != 125 || !strings.Contains(msg, "none.sock") || !strings.Contains(msg, "hint:") {
 		t.Fatalf("unreachable podman: %q", msg)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a writer and a poller.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestSignalIsForwarded: the signal that ends a launch reaches the box as
+// itself, the box's exit code comes back, and the box is removed.
+func TestSignalIsForwarded(t *testing.T) {
+	w := need(t)
+	home := t.TempDir()
+	env := map[string]string{"HOME": home, "CONTAINER_HOST": "unix://" + w.sock, "CLAUDE_BOX_IMAGE": w.image}
+	sigs := make(chan os.Signal, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out syncBuffer
+	done := make(chan error, 1)
+	go func() {
+		done <- cli.Run(ctx, []string{"unit-sig", "--", "sh", "-c", `trap "echo got-int; exit 42" INT; echo ready; while true; do sleep 0.1; done`},
+			cli.Env{Getenv: func(k string) string { return env[k] }, Stdout: &out, Stderr: &out, Connect: podman.Connector, Signals: sigs})
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(out.String(), "ready") {
+		if time.Now().After(deadline) {
+			t.Fatalf("box never got ready: %s", out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	sigs <- syscall.SIGINT
+	cancel()
+	err := <-done
+	if cli.ExitCode(err) != 42 || !strings.Contains(out.String(), "got-int") {
+		t.Fatalf("exit %d (%v), output %q", cli.ExitCode(err), err, out.String())
+	}
+	if ps, _ := w.podman("ps", "-a", "--filter", "name=claude-box-unit-sig", "--format", "{{.Names}}"); strings.TrimSpace(string(ps)) != "" {
+		t.Fatalf("box not removed after the signal: %s", ps)
 	}
 }
