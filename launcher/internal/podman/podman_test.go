@@ -289,7 +289,10 @@ func TestPreflightFailsClosed(t *testing.T) {
 	if code != 125 || !strings.Contains(errOut, "image not found") {
 		t.Fatalf("missing image: exit %d: %s", code, errOut)
 	}
-	t.Setenv("X", "") // keep the env helper honest: nothing from the process env leaks in
+	_, errOut, code = w.launchEnv(t, map[string]string{"CLAUDE_BOX_IMAGE_DIGEST": "sha256:" + strings.Repeat("0", 64)}, "unit")
+	if code != 125 || !strings.Contains(errOut, "does not match its pinned digest") || !strings.Contains(errOut, "hint:") {
+		t.Fatalf("pin mismatch: exit %d: %s", code, errOut)
+	}
 	home := t.TempDir()
 	env := map[string]string{"HOME": home, "CONTAINER_HOST": "unix://" + filepath.Join(home, "none.sock")}
 	var errb bytes.Buffer
