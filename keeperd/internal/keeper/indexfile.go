@@ -23,7 +23,7 @@ func lockIndex(gitDir string) (*indexLock, error) {
 	p := filepath.Join(gitDir, "index")
 	f, err := os.OpenFile(p+".lock", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
 	if errors.Is(err, fs.ErrExist) {
-		return nil, fmt.Errorf("%w: the index is locked (%s.lock exists: is a git command running on the host?)", ErrPrecondition, p)
+		return nil, fmt.Errorf("%w: the index is locked (index.lock exists: is a git command running on the host?)", ErrPrecondition)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: lock index: %w", ErrInternal, err)

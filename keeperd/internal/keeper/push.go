@@ -348,9 +348,9 @@ func (t *remoteTransport) explain(name string, err error) error {
 	t.mu.Unlock()
 	switch {
 	case hostErr != nil && knownhosts.IsHostUnknown(hostErr):
-		return fmt.Errorf("%w: remote %q: ssh host key of %s is not in %s (unknown host refused)", ErrDenied, name, t.host, t.knownHosts)
+		return fmt.Errorf("%w: remote %q: ssh host key of %s is not in the known_hosts file policy names for it (unknown host refused)", ErrDenied, name, t.host)
 	case hostErr != nil && knownhosts.IsHostKeyChanged(hostErr):
-		return fmt.Errorf("%w: remote %q: ssh host key of %s does not match %s (changed host key refused)", ErrDenied, name, t.host, t.knownHosts)
+		return fmt.Errorf("%w: remote %q: ssh host key of %s does not match the known_hosts file policy names for it (changed host key refused)", ErrDenied, name, t.host)
 	case hostErr != nil:
 		return fmt.Errorf("%w: remote %q: ssh host key check failed", ErrDenied, name)
 	case errors.Is(err, transport.ErrAuthenticationRequired), errors.Is(err, transport.ErrAuthorizationFailed):

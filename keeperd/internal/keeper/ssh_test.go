@@ -147,8 +147,8 @@ func TestPushOverSSH(t *testing.T) {
 		t.Fatalf("server main = %q %v, want %s", out, err, res.New)
 	}
 	cases := []struct{ remote, want string }{
-		{"unknown", `denied: remote "unknown": ssh host key of ` + srv.addr + ` is not in ` + empty + ` (unknown host refused)`},
-		{"changed", `denied: remote "changed": ssh host key of ` + srv.addr + ` does not match ` + changed + ` (changed host key refused)`},
+		{"unknown", `denied: remote "unknown": ssh host key of ` + srv.addr + ` is not in the known_hosts file policy names for it (unknown host refused)`},
+		{"changed", `denied: remote "changed": ssh host key of ` + srv.addr + ` does not match the known_hosts file policy names for it (changed host key refused)`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.remote, func(t *testing.T) {

@@ -48,7 +48,7 @@ func findGitDir(dir string) (string, error) {
 	p := filepath.Join(dir, ".git")
 	fi, err := os.Stat(p)
 	if err != nil {
-		return "", fmt.Errorf("%w: %s is not a git worktree", ErrPrecondition, dir)
+		return "", fmt.Errorf("%w: the bound repository is no longer a git worktree (its .git is gone)", ErrPrecondition)
 	}
 	if fi.IsDir() {
 		return p, nil
@@ -59,7 +59,7 @@ func findGitDir(dir string) (string, error) {
 	}
 	line := strings.TrimSpace(string(b))
 	if !strings.HasPrefix(line, "gitdir: ") {
-		return "", fmt.Errorf("%w: %s is neither a directory nor a gitdir file", ErrPrecondition, p)
+		return "", fmt.Errorf("%w: the bound repository's .git is neither a directory nor a gitdir file", ErrPrecondition)
 	}
 	g := strings.TrimPrefix(line, "gitdir: ")
 	if !filepath.IsAbs(g) {

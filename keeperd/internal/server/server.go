@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"regexp"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -159,11 +160,16 @@ var errUnbound = fmt.Errorf("%w: this socket is not a keeper door", keeper.ErrDe
 // toStatus maps a domain error to a gRPC status. It is the only place that
 // does. Internal details stay in the audit log; the box gets a reason it
 // can act on.
-func toStatus(err error) error {
+func toStatus(err error, repo string) error {
 	if err == nil {
 		return nil
 	}
+	// The box knows its worktree as /work: the host path of the bound
+	// repository (in the audit record) is not the box's to read.
 	msg := err.Error()
+	if repo != "" {
+		msg = strings.ReplaceAll(msg, repo, "<bound repository>")
+	}
 	switch {
 	case errors.Is(err, keeper.ErrDenied), errors.Is(err, keeper.ErrPath):
 		return status.Error(codes.PermissionDenied, msg)
@@ -219,7 +225,7 @@ func (s *Server) finish(ctx context.Context, l keeper.Launch, op string, err err
 		Attrs: append([]slog.Attr{slog.String(keyOp, op)}, attrs...)}
 	if err != nil {
 		r.Attrs = append(r.Attrs, slog.String(keyWhy, err.Error()))
-		code := status.Code(toStatus(err))
+		code := status.Code(toStatus(err, l.Repo))
 		if code == codes.Internal || code == codes.Unavailable {
 			r.Allow, r.Err = true, err
 			s.failures.Add(1)
@@ -228,7 +234,7 @@ func (s *Server) finish(ctx context.Context, l keeper.Launch, op string, err err
 		}
 	}
 	door.Audit(ctx, s.log, r)
-	return toStatus(err)
+	return toStatus(err, l.Repo)
 }
 
 func files(cs []keeper.Change) []*keeperv1.FileStatus {
