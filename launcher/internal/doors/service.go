@@ -78,9 +78,6 @@ func ExecRunner(ctx context.Context, name string, args ...string) ([]byte, error
 
 // HasSystemd reports whether a systemd user manager is reachable.
 func HasSystemd(ctx context.Context, run Runner) bool {
-	if _, err := exec.LookPath("systemctl"); err != nil {
-		return false
-	}
 	_, err := run(ctx, "systemctl", "--user", "is-system-running")
 	if err == nil {
 		return true
