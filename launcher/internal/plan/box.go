@@ -28,6 +28,9 @@ const (
 	DefaultImage = "localhost/claude-box:latest"
 	// NprocCap bounds RLIMIT_NPROC in the box.
 	NprocCap = 4096
+	// NofileCap bounds RLIMIT_NOFILE in the box: below what a podman service
+	// usually holds, so runc never has to raise it.
+	NofileCap = 65536
 )
 
 // Container labels.
@@ -206,9 +209,11 @@ func Build(r Request) (Plan, error) {
 	if r.Rootless {
 		b.UserNS = "keep-id:uid=1000,gid=1000"
 	}
-	if r.Nofile > 0 {
-		b.Rlimits = append(b.Rlimits, Rlimit{Type: "nofile", Value: r.Nofile})
+	nofile := r.Nofile
+	if nofile == 0 || nofile > NofileCap {
+		nofile = NofileCap
 	}
+	b.Rlimits = append(b.Rlimits, Rlimit{Type: "nofile", Value: nofile})
 	nproc := r.Nproc
 	if nproc == 0 || nproc > NprocCap {
 		nproc = NprocCap
