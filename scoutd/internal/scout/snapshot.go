@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -154,7 +155,22 @@ func (s *Scout) snapshot(ctx context.Context, req SnapshotRequest, maxBytes, max
 		pack = sideband.NewDemuxer(sideband.Sideband, pack)
 	}
 	sto := &boundedStorage{Storage: memory.NewStorage(), max: 2*maxBytes + maxFiles*512 + 8<<20}
-	if err := packfile.UpdateObjectStorage(sto, pack); err != nil {
+	spool, err := spoolPack(pack)
+	if err != nil {
+		return SnapshotResult{}, gitErr(err)
+	}
+	defer spool.close()
+	// go-git inflates each object whole into memory before the store sees
+	// it: a pack that inflates past the ceilings (a zlib bomb, a delta
+	// whose target is huge) is refused by a first pass that inflates
+	// nothing into memory.
+	if err := checkPack(spool.f, maxBytes, sto.max); err != nil {
+		return SnapshotResult{}, gitErr(err)
+	}
+	if _, err := spool.f.Seek(0, io.SeekStart); err != nil {
+		return SnapshotResult{}, fmt.Errorf("rewind pack: %w", err)
+	}
+	if err := packfile.UpdateObjectStorage(sto, spool.f); err != nil {
 		return SnapshotResult{}, gitErr(err)
 	}
 
@@ -385,4 +401,107 @@ func (b *boundedStorage) SetEncodedObject(o plumbing.EncodedObject) (plumbing.Ha
 		return plumbing.ZeroHash, &Error{Kind: KindTooLarge, Reason: ReasonTooLarge, Err: fmt.Errorf("repository objects exceed %d bytes", b.max)}
 	}
 	return b.Storage.SetEncodedObject(o)
+}
+
+// spooledPack is a received pack in a temporary file.
+type spooledPack struct{ f *os.File }
+
+// spoolPack copies a pack (already under the wire ceiling) to a temporary
+// file, so that it can be checked before it is parsed.
+func spoolPack(r io.Reader) (*spooledPack, error) {
+	f, err := os.CreateTemp("", "scoutd-pack-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool pack: %w", err)
+	}
+	sp := &spooledPack{f: f}
+	if _, err := io.Copy(f, r); err != nil {
+		sp.close()
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		sp.close()
+		return nil, fmt.Errorf("spool pack: %w", err)
+	}
+	return sp, nil
+}
+
+func (sp *spooledPack) close() {
+	_ = sp.f.Close()
+	_ = os.Remove(sp.f.Name())
+}
+
+// checkPack reads every object header of a pack and inflates each object
+// into nothing, refusing the pack when one object (or a delta's target)
+// would be larger than maxObject, when they add up past maxTotal, or when
+// an object inflates to more than its header declared.
+func checkPack(r io.Reader, maxObject, maxTotal int64) error {
+	sc := packfile.NewScanner(r)
+	_, count, err := sc.Header()
+	if err != nil {
+		return err
+	}
+	var total int64
+	for range count {
+		oh, err := sc.NextObjectHeader()
+		if err != nil {
+			return err
+		}
+		size := oh.Length
+		w := &inflateCheck{max: oh.Length}
+		delta := oh.Type == plumbing.OFSDeltaObject || oh.Type == plumbing.REFDeltaObject
+		if size > maxObject && !delta {
+			return &Error{Kind: KindTooLarge, Reason: ReasonTooLarge, Err: fmt.Errorf("pack object of %d bytes exceeds %d", size, maxObject)}
+		}
+		if _, _, err := sc.NextObject(w); w.err != nil || err != nil {
+			return errors.Join(w.err, err)
+		}
+		if delta {
+			// A delta starts with its base's size and its target's size.
+			_, rest, ok := leb128(w.head)
+			target, _, ok2 := leb128(rest)
+			if !ok || !ok2 {
+				return &Error{Kind: KindUnavailable, Reason: ReasonUpstreamError, Err: errors.New("pack has a malformed delta")}
+			}
+			if target > uint64(maxObject) {
+				return &Error{Kind: KindTooLarge, Reason: ReasonTooLarge, Err: fmt.Errorf("pack delta of %d bytes exceeds %d", target, maxObject)}
+			}
+			size = int64(target)
+		}
+		if total += size; total > maxTotal {
+			return &Error{Kind: KindTooLarge, Reason: ReasonTooLarge, Err: fmt.Errorf("pack objects exceed %d bytes", maxTotal)}
+		}
+	}
+	return nil
+}
+
+// inflateCheck discards an inflated object, keeping its first bytes (a
+// delta's header) and failing once more than max bytes came through.
+type inflateCheck struct {
+	max, n int64
+	head   []byte
+	err    error
+}
+
+func (w *inflateCheck) Write(p []byte) (int, error) {
+	if room := 20 - len(w.head); room > 0 {
+		w.head = append(w.head, p[:min(room, len(p))]...)
+	}
+	w.n += int64(len(p))
+	if w.n > w.max {
+		w.err = &Error{Kind: KindUnavailable, Reason: ReasonUpstreamError, Err: errors.New("pack object inflates past its declared size")}
+		return 0, w.err
+	}
+	return len(p), nil
+}
+
+// leb128 decodes git's little-endian base-128 size at the start of b.
+func leb128(b []byte) (uint64, []byte, bool) {
+	var v uint64
+	for i := 0; i < len(b) && i < 10; i++ {
+		v |= uint64(b[i]&0x7f) << (7 * i)
+		if b[i]&0x80 == 0 {
+			return v, b[i+1:], true
+		}
+	}
+	return 0, nil, false
 }
