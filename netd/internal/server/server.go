@@ -160,12 +160,17 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	// and never sends anything is held to its cap like any other.
 	release, ok := s.acquire(b.LaunchID)
 	if !ok {
+		// Read the Open briefly, so the record names the target and a client
+		// sending it gets its verdict rather than a closed stream; a silent
+		// stream is answered after limitedOpenWait.
+		first, _ := s.recvFirst(stream, limitedOpenWait)
+		open := first.GetOpen()
 		d := egress.Decision{Verdict: egress.Limited, Reason: egress.ReasonLimited, Rule: "tunnel_cap"}
-		s.audit(ctx, "Tunnel", "", netv1.Verb_VERB_UNSPECIFIED, d, nil)
+		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
 		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
 	}
 	defer release()
-	first, err := s.recvFirst(stream)
+	first, err := s.recvFirst(stream, s.lim.OpenTimeout)
 	if err != nil {
 		return toStatus(err)
 	}
@@ -194,10 +199,14 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	return toStatus(err)
 }
 
-// recvFirst reads a tunnel's first message, waiting at most the open
-// timeout. On timeout the handler returns, which cancels the stream and
-// ends the pending Recv.
-func (s *Server) recvFirst(stream netv1.EgressService_TunnelServer) (*netv1.TunnelRequest, error) {
+// limitedOpenWait bounds the wait for the Open of a stream that is over its
+// cap: such streams hold no slot, so they are kept only briefly.
+const limitedOpenWait = time.Second
+
+// recvFirst reads a tunnel's first message, waiting at most wait. On
+// timeout the handler returns, which cancels the stream and ends the
+// pending Recv.
+func (s *Server) recvFirst(stream netv1.EgressService_TunnelServer, wait time.Duration) (*netv1.TunnelRequest, error) {
 	type result struct {
 		m   *netv1.TunnelRequest
 		err error
@@ -207,7 +216,7 @@ func (s *Server) recvFirst(stream netv1.EgressService_TunnelServer) (*netv1.Tunn
 		m, err := stream.Recv()
 		ch <- result{m, err}
 	}()
-	t := time.NewTimer(s.lim.OpenTimeout)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case r := <-ch:
