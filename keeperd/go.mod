@@ -16,7 +16,6 @@ require (
 	github.com/cyphar/filepath-securejoin v0.6.1 // indirect
 	github.com/emirpasic/gods v1.18.1 // indirect
 	github.com/go-git/gcfg v1.5.1-0.20230307220236-3a3c6141e376 // indirect
-	github.com/go-git/go-billy/v5 v5.9.0 // indirect
 	github.com/golang/groupcache v0.0.0-20241129210726-2c02b8208cf8 // indirect
 	github.com/jbenet/go-context v0.0.0-20150711004518-d14ea06fba99 // indirect
 	github.com/kevinburke/ssh_config v1.2.0 // indirect
@@ -35,6 +34,7 @@ require (
 require (
 	github.com/bounded-systems/claude-box/guestroom v0.0.0
 	github.com/bounded-systems/claude-box/proto v0.0.0
+	github.com/go-git/go-billy/v5 v5.9.0
 	google.golang.org/grpc v1.84.0
 )
 

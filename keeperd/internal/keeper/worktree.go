@@ -3,14 +3,19 @@ package keeper
 import (
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
 	"strings"
 
+	"github.com/go-git/go-billy/v5/osfs"
 	git "github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
+	"github.com/go-git/go-git/v5/plumbing/cache"
+	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/go-git/go-git/v5/storage/filesystem/dotgit"
 )
 
 // worktree is one bound repository opened for a single request. Every read
@@ -25,11 +30,21 @@ type worktree struct {
 }
 
 func openWorktree(dir string) (*worktree, error) {
-	gitDir, err := findGitDir(dir)
+	gitDir, commonDir, err := gitDirs(dir)
 	if err != nil {
 		return nil, err
 	}
-	repo, err := git.PlainOpenWithOptions(dir, &git.PlainOpenOptions{EnableDotGitCommonDir: true})
+	// The storage is built from the checked directories, never from what
+	// .git or commondir say at read time. billy's chroot resolves symlinks
+	// inside its directory itself, so none leads out (a symlinked ref, an
+	// objects directory or an alternates entry pointing elsewhere).
+	gitFS := osfs.New(gitDir)
+	repoFS := gitFS
+	if commonDir != gitDir {
+		repoFS = dotgit.NewRepositoryFilesystem(gitFS, osfs.New(commonDir))
+	}
+	sto := filesystem.NewStorage(repoFS, cache.NewObjectLRUDefault())
+	repo, err := git.Open(sto, osfs.New(dir))
 	if err != nil {
 		return nil, fmt.Errorf("%w: open repository: %w", ErrInternal, err)
 	}
@@ -42,30 +57,88 @@ func openWorktree(dir string) (*worktree, error) {
 
 func (w *worktree) Close() error { return w.root.Close() }
 
-// findGitDir resolves dir/.git: a directory, or a file "gitdir: PATH" as
-// written for linked worktrees.
-func findGitDir(dir string) (string, error) {
-	p := filepath.Join(dir, ".git")
-	fi, err := os.Stat(p)
+// gitDirs finds the git dir of the worktree at dir and its common dir
+// (refs and objects), symlinks resolved, and checks that they are the
+// worktree's own as git lays them out, so that a box able to write .git
+// (--repo-rw) cannot point keeperd at another repository on the host:
+//   - dir/.git a directory: it is both, and it has no commondir file (git
+//     writes one only for linked worktrees);
+//   - dir/.git a file "gitdir: PATH": PATH is COMMON/worktrees/ID, its
+//     commondir names COMMON, and its gitdir file links back to dir/.git.
+func gitDirs(dir string) (gitDir, commonDir string, err error) {
+	dotGit := filepath.Join(dir, ".git")
+	fi, err := os.Lstat(dotGit)
 	if err != nil {
-		return "", fmt.Errorf("%w: the bound repository is no longer a git worktree (its .git is gone)", ErrPrecondition)
+		return "", "", fmt.Errorf("%w: the bound repository is no longer a git worktree (its .git is gone)", ErrPrecondition)
+	}
+	refused := func(why string) error {
+		return fmt.Errorf("%w: the bound repository's .git %s; keeperd works only on the repository the door was bound to", ErrPrecondition, why)
 	}
 	if fi.IsDir() {
-		return p, nil
+		if _, err := os.Lstat(filepath.Join(dotGit, "commondir")); err == nil {
+			return "", "", refused("has a commondir file, which points elsewhere")
+		}
+		return dotGit, dotGit, nil
 	}
-	b, err := os.ReadFile(p)
+	if !fi.Mode().IsRegular() {
+		return "", "", refused("is neither a directory nor a gitdir file")
+	}
+	g, err := readLine(dotGit, "gitdir: ")
 	if err != nil {
-		return "", fmt.Errorf("%w: read %s: %w", ErrInternal, p, err)
+		return "", "", refused("is neither a directory nor a gitdir file")
 	}
-	line := strings.TrimSpace(string(b))
-	if !strings.HasPrefix(line, "gitdir: ") {
-		return "", fmt.Errorf("%w: the bound repository's .git is neither a directory nor a gitdir file", ErrPrecondition)
-	}
-	g := strings.TrimPrefix(line, "gitdir: ")
 	if !filepath.IsAbs(g) {
 		g = filepath.Join(dir, g)
 	}
-	return filepath.Clean(g), nil
+	if gitDir, err = filepath.EvalSymlinks(g); err != nil {
+		return "", "", refused("names a git dir that does not exist")
+	}
+	if filepath.Base(filepath.Dir(gitDir)) != "worktrees" {
+		return "", "", refused("names a git dir that is not a linked worktree's")
+	}
+	c, err := readLine(filepath.Join(gitDir, "commondir"), "")
+	if err != nil {
+		return "", "", refused("names a git dir without a commondir")
+	}
+	if !filepath.IsAbs(c) {
+		c = filepath.Join(gitDir, c)
+	}
+	commonDir, err = filepath.EvalSymlinks(c)
+	if err != nil || commonDir != filepath.Dir(filepath.Dir(gitDir)) {
+		return "", "", refused("names a git dir whose commondir is not the repository it lives in")
+	}
+	back, err := readLine(filepath.Join(gitDir, "gitdir"), "")
+	if err == nil {
+		if !filepath.IsAbs(back) {
+			back = filepath.Join(gitDir, back)
+		}
+		want, err1 := filepath.EvalSymlinks(dotGit)
+		got, err2 := filepath.EvalSymlinks(back)
+		if err1 == nil && err2 == nil && got == want {
+			return gitDir, commonDir, nil
+		}
+	}
+	return "", "", refused("names a linked worktree's git dir that does not link back to this worktree")
+}
+
+// readLine reads a small file holding one line that starts with prefix and
+// returns the rest of the line.
+func readLine(path, prefix string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, 4096))
+	if err != nil {
+		return "", err
+	}
+	line := strings.TrimSpace(string(b))
+	rest, ok := strings.CutPrefix(line, prefix)
+	if !ok || rest == "" || strings.ContainsAny(rest, "\n\x00") {
+		return "", errors.New("malformed")
+	}
+	return rest, nil
 }
 
 // branch returns the current branch, refusing a detached HEAD.
