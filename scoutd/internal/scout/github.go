@@ -139,7 +139,7 @@ func (s *Scout) checkGitHub(repo string, number int64, caveats []guestroom.Cavea
 	if number <= 0 {
 		return "", "", invalid("number %d: want a positive issue or PR number", number)
 	}
-	req := guestroom.Request{CaveatHost: s.api.Target.Host, CaveatRepo: owner + "/" + name}
+	req := guestroom.Request{CaveatHost: s.api.Target.Host, caveatPort: strconv.Itoa(int(s.api.Target.Port)), CaveatRepo: owner + "/" + name}
 	if err := guestroom.CheckCaveats(caveats, Verifiers(), req); err != nil {
 		return "", "", err
 	}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -26,6 +27,9 @@ const (
 	// "owner/name" (case-insensitive). Fetches name no repository and are
 	// refused under it; snapshots match the URL path "/owner/name[.git]".
 	CaveatRepo = "repo"
+	// caveatPort is the request key of the port a host caveat is checked
+	// against (not a caveat).
+	caveatPort = "port"
 )
 
 // Verifiers interpret the scout door's caveats, for guestroom.CheckCaveats.
@@ -41,9 +45,14 @@ func Verifiers() guestroom.Verifiers {
 				if err != nil {
 					return fmt.Errorf("caveat value: %w", err)
 				}
-				if e.MatchesHost(host) {
+				// An entry that names a port narrows to it; one without
+				// narrows the host only (the allowlist decides ports).
+				if e.MatchesHost(host) && (e.Port == 0 || strconv.Itoa(int(e.Port)) == req[caveatPort]) {
 					return nil
 				}
+			}
+			if p := req[caveatPort]; p != "" {
+				return fmt.Errorf("%s port %s is outside it", host, p)
 			}
 			return fmt.Errorf("host %s is outside it", host)
 		},
@@ -137,7 +146,7 @@ func (s *Scout) checkURL(raw string, sc scope) (dest.URL, error) {
 	if _, err := s.allow.Match(u.Target); err != nil {
 		return dest.URL{}, err
 	}
-	req := guestroom.Request{CaveatHost: u.Target.Host}
+	req := guestroom.Request{CaveatHost: u.Target.Host, caveatPort: strconv.Itoa(int(u.Target.Port))}
 	if sc.repo != "" {
 		req[CaveatRepo] = sc.repo
 	}
