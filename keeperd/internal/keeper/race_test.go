@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -41,5 +42,48 @@ func TestStageAllNeverWalksASwappedInSymlink(t *testing.T) {
 	}
 	for _, e := range s.entries() {
 		t.Errorf("staged %q", e.Name)
+	}
+}
+
+// A file the box swaps for a FIFO after keeperd stat'ed it never blocks the
+// request (and the repository lock) on open: the swap is refused at once.
+func TestBlobOfAFileSwappedForAFIFO(t *testing.T) {
+	f := newFixture(t, nil)
+	p := filepath.Join(f.repo, "swapped")
+	writeFile(t, p, "regular\n")
+	fi, err := os.Lstat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(p)
+	if err := syscall.Mkfifo(p, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	w, err := openWorktree(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s, err := newStager(w, &index.Index{Version: 2}, time.Now(), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.blob("swapped", fi)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPrecondition) && !errors.Is(err, ErrPath) {
+			t.Fatalf("blob of a swapped-in FIFO: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		// Unblock the open so the test can end, then fail.
+		if wf, err := os.OpenFile(p, os.O_WRONLY, 0); err == nil {
+			wf.Close()
+		}
+		<-done
+		t.Fatal("blob blocked opening a FIFO")
 	}
 }

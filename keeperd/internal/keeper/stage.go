@@ -447,7 +447,10 @@ func (s *stager) blob(rel string, fi fs.FileInfo) (plumbing.Hash, error) {
 		if fi.Size() > MaxFileSize {
 			return plumbing.ZeroHash, fmt.Errorf("%w: %q is larger than %d MiB", ErrInvalid, rel, MaxFileSize>>20)
 		}
-		f, err := s.w.root.Open(rel)
+		// O_NONBLOCK: a FIFO swapped in after the stat must not block the
+		// request (and the repository lock) on open; O_NOFOLLOW: nor may a
+		// symlink swapped in be followed. Either fails SameFile below.
+		f, err := s.w.root.OpenFile(rel, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 		if err != nil {
 			return plumbing.ZeroHash, fmt.Errorf("%w: open %q: %w", ErrPath, rel, err)
 		}
