@@ -99,15 +99,27 @@ func (s *stager) loadAttrs(dir string) {
 	if dir != "" {
 		name = dir + "/.gitattributes"
 	}
-	fi, err := s.w.root.Lstat(name)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
-		return
-	}
-	b, err := s.w.root.ReadFile(name)
-	if err != nil {
+	b, ok := s.readSmall(name)
+	if !ok {
 		return
 	}
 	s.attrs = append(s.attrs, parseAttrs(string(b), splitPath(dir))...)
+}
+
+// readSmall reads a worktree file of at most 1 MiB (.gitignore,
+// .gitattributes) that is a regular file when opened: never blocking on a
+// FIFO, never following a symlink.
+func (s *stager) readSmall(name string) ([]byte, bool) {
+	f, err := s.w.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	return b, err == nil
 }
 
 // loadAncestors loads the ignore and attribute files of dir and its parents.
@@ -174,12 +186,8 @@ func (s *stager) loadIgnore(dir string) {
 	if dir != "" {
 		name = dir + "/.gitignore"
 	}
-	fi, err := s.w.root.Lstat(name)
-	if err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
-		return
-	}
-	b, err := s.w.root.ReadFile(name)
-	if err != nil {
+	b, ok := s.readSmall(name)
+	if !ok {
 		return
 	}
 	s.ignore = append(s.ignore, parseIgnore(string(b), splitPath(dir))...)
