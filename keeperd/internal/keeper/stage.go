@@ -263,7 +263,7 @@ func (s *stager) readDir(rel string) ([]fs.DirEntry, error) {
 	if name == "" {
 		name = "."
 	}
-	f, err := s.w.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY, 0)
+	f, err := s.w.root.OpenFile(name, os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
