@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // With a writable .git (--repo-rw) the box could point keeperd at another
@@ -91,5 +93,32 @@ func TestLinkedWorktreeGitFileCannotBeRedirected(t *testing.T) {
 				t.Fatalf("refusal names a host path: %v", err)
 			}
 		})
+	}
+}
+
+// A FIFO where the index is (a writable .git) never hangs a request.
+func TestIndexFIFONeverBlocks(t *testing.T) {
+	f := newFixture(t, nil)
+	idx := filepath.Join(f.repo, ".git", "index")
+	os.Remove(idx)
+	if err := syscall.Mkfifo(idx, 0o644); err != nil {
+		t.Skipf("mkfifo: %v", err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.k.Status(context.Background(), f.launch)
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrPrecondition) {
+			t.Fatalf("status with a FIFO index: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		if wf, err := os.OpenFile(idx, os.O_WRONLY, 0); err == nil {
+			wf.Close()
+		}
+		<-done
+		t.Fatal("status blocked opening a FIFO index")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"syscall"
 	"path/filepath"
 	"time"
 
@@ -33,7 +34,9 @@ func lockIndex(gitDir string) (*indexLock, error) {
 
 // read decodes the current index; a missing index is empty.
 func (l *indexLock) read() (*index.Index, time.Time, error) {
-	f, err := os.Open(l.path)
+	// Never block on a FIFO or follow a symlink planted where the index is
+	// (a box with --repo-rw can write .git).
+	f, err := os.OpenFile(l.path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		return &index.Index{Version: 2}, time.Time{}, nil
 	}
@@ -44,6 +47,9 @@ func (l *indexLock) read() (*index.Index, time.Time, error) {
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: stat index: %w", ErrInternal, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, time.Time{}, fmt.Errorf("%w: the index is not a regular file", ErrPrecondition)
 	}
 	b, err := io.ReadAll(f)
 	if err != nil {

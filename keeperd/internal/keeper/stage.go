@@ -66,10 +66,10 @@ func newStager(w *worktree, idx *index.Index, indexMtime time.Time, store bool) 
 		}
 	}
 	// .git/info/exclude applies to the whole worktree.
-	if b, err := os.ReadFile(filepath.Join(w.gitDir, "info", "exclude")); err == nil {
+	if b, ok := readGitFile(filepath.Join(w.gitDir, "info", "exclude")); ok {
 		s.ignore = append(s.ignore, parseIgnore(string(b), nil)...)
 	}
-	if b, err := os.ReadFile(filepath.Join(w.gitDir, "info", "attributes")); err == nil {
+	if b, ok := readGitFile(filepath.Join(w.gitDir, "info", "attributes")); ok {
 		s.infoAttrs = parseAttrs(string(b), nil)
 	}
 	return s, nil
@@ -104,6 +104,21 @@ func (s *stager) loadAttrs(dir string) {
 		return
 	}
 	s.attrs = append(s.attrs, parseAttrs(string(b), splitPath(dir))...)
+}
+
+// readGitFile reads a small regular file of the git dir, never blocking on
+// a FIFO or following a symlink.
+func readGitFile(p string) ([]byte, bool) {
+	f, err := os.OpenFile(p, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if err != nil {
+		return nil, false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() || fi.Size() > 1<<20 {
+		return nil, false
+	}
+	b, err := io.ReadAll(io.LimitReader(f, 1<<20))
+	return b, err == nil
 }
 
 // readSmall reads a worktree file of at most 1 MiB (.gitignore,
