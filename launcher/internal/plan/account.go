@@ -28,7 +28,7 @@ func ValidateAccount(name string) error {
 	case len(name) > maxAccountLen:
 		return fmt.Errorf("%w %q: longer than %d characters", ErrBadAccount, name, maxAccountLen)
 	case name == "." || name == "..":
-		return fmt.Errorf("%w %q: it must match %s and not be . or ..", ErrBadAccount, name, AccountRule)
+		return fmt.Errorf("%w %q: it must match %s and must not be %q or %q", ErrBadAccount, name, AccountRule, ".", "..")
 	case !accountRE.MatchString(name):
 		return fmt.Errorf("%w %q: it must match %s", ErrBadAccount, name, AccountRule)
 	}

@@ -126,7 +126,7 @@ func linkedGitDirs(root, gitFile string) (gitdir, common string, err error) {
 	line, _, _ := strings.Cut(string(b), "\n")
 	v, ok := strings.CutPrefix(strings.TrimSpace(line), "gitdir:")
 	if !ok {
-		return "", "", errors.New(".git file does not start with gitdir:")
+		return "", "", errors.New(`.git file does not start with "gitdir:"`)
 	}
 	gitdir = strings.TrimSpace(v)
 	if !filepath.IsAbs(gitdir) {
