@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -167,4 +169,28 @@ func TestRevokeCutsOpenTunnel(t *testing.T) {
 	}
 	waitFor(t, "the upstream connection to close", upstreamClosed.Load)
 	waitFor(t, "the tunnel slot to be released", func() bool { return srv.Counters()[CounterTunnelsOpen] == 0 })
+}
+
+// A box cannot write megabytes into the host's audit log with one request:
+// the target as asked is recorded truncated.
+func TestAuditTargetIsBounded(t *testing.T) {
+	var buf bytes.Buffer
+	p, err := egress.Compile(egress.Spec{Allow: []string{"echo.test"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := New(egress.NewEngine(p, egress.Options{Resolver: &dest.Static{}}), slog.New(slog.NewJSONHandler(&buf, nil)), Limits{})
+	for _, target := range []string{strings.Repeat("a", 1<<20) + ":443", "http://x.test/" + strings.Repeat("b", 1<<20)} {
+		buf.Reset()
+		verb := netv1.Verb_VERB_CONNECT
+		if strings.HasPrefix(target, "http") {
+			verb = netv1.Verb_VERB_HTTP
+		}
+		if _, err := srv.CheckTarget(context.Background(), &netv1.CheckTargetRequest{Target: target, Verb: verb}); err != nil {
+			t.Fatal(err)
+		}
+		if n := buf.Len(); n == 0 || n > 4096 {
+			t.Fatalf("audit record of a %d-byte target is %d bytes", len(target), n)
+		}
+	}
 }

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -350,14 +351,30 @@ func (s *Server) audit(ctx context.Context, method, asked string, verb netv1.Ver
 		attrs = append(attrs, slog.String(KeyAddr, d.Addr.String()))
 	}
 	if d.Err != nil && (d.Verdict == egress.Deny || d.Verdict == egress.BadTarget) {
-		attrs = append(attrs, slog.String(KeyWhy, redactIn(d.Err.Error(), asked)))
+		attrs = append(attrs, slog.String(KeyWhy, bounded(redactIn(d.Err.Error(), asked))))
 	}
 	attrs = append(attrs, extra...)
-	r := door.Record{Method: method, Target: redactTarget(asked), Allow: d.Verdict == egress.Allow, Reason: d.Reason, Attrs: attrs}
+	r := door.Record{Method: method, Target: bounded(redactTarget(asked)), Allow: d.Verdict == egress.Allow, Reason: d.Reason, Attrs: attrs}
 	if d.Verdict == egress.Unreachable || d.Verdict == egress.Timeout {
 		r.Allow, r.Err = true, d.Err
 	}
 	door.Audit(ctx, s.log, r)
+}
+
+// maxAuditString bounds a string the box chose in an audit record, so one
+// request cannot write megabytes into the host's log.
+const maxAuditString = 512
+
+// bounded cuts s to maxAuditString bytes (on a rune boundary), marking the cut.
+func bounded(s string) string {
+	if len(s) <= maxAuditString {
+		return s
+	}
+	cut := maxAuditString
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }
 
 // redactTarget keeps what a target names and drops what can carry
