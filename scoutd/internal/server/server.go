@@ -272,16 +272,16 @@ func (s *Server) GetStatus(ctx context.Context, _ *scoutv1.GetStatusRequest) (*s
 // requests, ceilings) are allow=false; failures after the request was
 // allowed are allow=true with the error.
 func (s *Server) audit(ctx context.Context, kind, target string, err error, start time.Time, attrs ...slog.Attr) {
-	r := door.Record{Method: kind, Target: target, Allow: true, Reason: "ok"}
+	r := door.Record{Method: kind, Target: bounded(target), Allow: true, Reason: "ok"}
 	if err != nil {
 		e := scout.Classify(ctx, err)
 		r.Reason = e.Reason
 		switch e.Kind {
 		case scout.KindDenied, scout.KindInvalid, scout.KindTooLarge:
 			r.Allow = false
-			attrs = append(attrs, slog.String("why", e.Error()))
+			attrs = append(attrs, slog.String("why", bounded(e.Error())))
 		default:
-			r.Err = e
+			r.Err = errors.New(bounded(e.Error()))
 		}
 	}
 	r.Attrs = append([]slog.Attr{slog.String(keyKind, kind), slog.Int64(keyElapsed, time.Since(start).Milliseconds())}, attrs...)
@@ -294,6 +294,22 @@ func (s *Server) audit(ctx context.Context, kind, target string, err error, star
 	default:
 		s.count(kind + "_ok")
 	}
+}
+
+// maxAuditString bounds a string the box chose in an audit record, so one
+// request cannot write megabytes into the host's log.
+const maxAuditString = 1024
+
+// bounded cuts s to maxAuditString bytes (on a rune boundary), marking the cut.
+func bounded(s string) string {
+	if len(s) <= maxAuditString {
+		return s
+	}
+	cut := maxAuditString
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(" + itoa(int64(len(s))) + " bytes)"
 }
 
 // toStatus is the one place domain errors become gRPC status: a code by
