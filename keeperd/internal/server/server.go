@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/bounded-systems/claude-box/guestroom/door"
 	"github.com/bounded-systems/claude-box/keeperd/internal/keeper"
@@ -219,15 +220,36 @@ func reasonOf(err error) string {
 	return ReasonInternal
 }
 
+// maxAuditString bounds a string the box chose in an audit record, so one
+// request cannot write megabytes into the host's log.
+const maxAuditString = 1024
+
+// bounded cuts s to maxAuditString bytes (on a rune boundary), marking the cut.
+func bounded(s string) string {
+	if len(s) <= maxAuditString {
+		return s
+	}
+	cut := maxAuditString
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + fmt.Sprintf("…(%d bytes)", len(s))
+}
+
 // finish audits one request and converts its error.
 func (s *Server) finish(ctx context.Context, l keeper.Launch, op string, err error, attrs ...slog.Attr) error {
+	for i, a := range attrs {
+		if a.Value.Kind() == slog.KindString {
+			attrs[i].Value = slog.StringValue(bounded(a.Value.String()))
+		}
+	}
 	r := door.Record{Door: DoorName, Target: l.Repo, Allow: err == nil, Reason: reasonOf(err),
 		Attrs: append([]slog.Attr{slog.String(keyOp, op)}, attrs...)}
 	if err != nil {
-		r.Attrs = append(r.Attrs, slog.String(keyWhy, err.Error()))
+		r.Attrs = append(r.Attrs, slog.String(keyWhy, bounded(err.Error())))
 		code := status.Code(toStatus(err, l.Repo))
 		if code == codes.Internal || code == codes.Unavailable {
-			r.Allow, r.Err = true, err
+			r.Allow, r.Err = true, errors.New(bounded(err.Error()))
 			s.failures.Add(1)
 		} else {
 			s.denials.Add(1)
