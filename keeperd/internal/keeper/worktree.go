@@ -57,6 +57,13 @@ func openWorktree(dir string) (*worktree, error) {
 
 func (w *worktree) Close() error { return w.root.Close() }
 
+// CheckWorktree checks, at mint time, that dir's git dir is its own as
+// git lays it out (see gitDirs); every request checks again.
+func CheckWorktree(dir string) error {
+	_, _, err := gitDirs(dir)
+	return err
+}
+
 // gitDirs finds the git dir of the worktree at dir and its common dir
 // (refs and objects), symlinks resolved, and checks that they are the
 // worktree's own as git lays them out, so that a box able to write .git

@@ -117,10 +117,11 @@ func (s *Server) Validate(b door.Binding) error {
 	if m, ok := b.Bindings[BindingManifest]; ok && !manifestRe.MatchString(m) {
 		return fmt.Errorf("manifest binding %q is not a digest", m)
 	}
-	if _, _, err := s.k.Policy().BindRepo(b.Bindings[BindingRepo]); err != nil {
+	_, dir, err := s.k.Policy().BindRepo(b.Bindings[BindingRepo])
+	if err != nil {
 		return err
 	}
-	return nil
+	return keeper.CheckWorktree(dir)
 }
 
 // PolicySummary is a one-line description for the control socket's status.

@@ -132,7 +132,12 @@ func TestMintValidation(t *testing.T) {
 		{"repo outside roots", map[string]string{"repo": other}, `bad mint request: denied: repository "` + other + `" is not under a repo root in policy`},
 		{"unknown binding", map[string]string{"repo": f.repo, "branch": "x"}, `bad mint request: keeper door takes no "branch" binding (want "repo" and optionally "manifest")`},
 		{"bad manifest", map[string]string{"repo": f.repo, "manifest": "x"}, `bad mint request: manifest binding "x" is not a digest`},
+		{"git dir not its own", map[string]string{"repo": f.repo + "-redirected"}, "bad mint request: failed precondition: the bound repository's .git has a commondir file, which points elsewhere; keeperd works only on the repository the door was bound to"},
 	}
+	// A worktree whose .git redirects elsewhere is refused at mint, too.
+	redirected := f.repo + "-redirected"
+	git(t, filepath.Dir(f.repo), "clone", "-q", f.repo, redirected)
+	os.WriteFile(filepath.Join(redirected, ".git", "commondir"), []byte(filepath.Join(f.repo, ".git")+"\n"), 0o644)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := f.m.Mint(context.Background(), door.MintRequest{LaunchID: "L9", Account: "work", Bindings: tc.bindings, PeerUID: -1})
