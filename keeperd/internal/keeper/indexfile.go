@@ -6,8 +6,8 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"syscall"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/go-git/go-git/v5/plumbing/format/index"
