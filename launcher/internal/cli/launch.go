@@ -70,6 +70,22 @@ func grants(a LaunchArgs, cat guestroom.Catalog) ([]guestroom.Grant, error) {
 	return g, nil
 }
 
+// refuseRepoRWWithKeeper refuses --repo-rw together with the keeper door: a
+// writable .git lets the box plant hooks and redirect keeperd (commondir,
+// gitdir files) at other repositories on the host, and keeperd acts on the
+// host with the user's key.
+func refuseRepoRWWithKeeper(a LaunchArgs, granted []guestroom.Grant) error {
+	if !a.RepoRW {
+		return nil
+	}
+	for _, g := range granted {
+		if g.Door.Name == plan.DoorKeeper {
+			return fmt.Errorf("%w: --repo-rw cannot be combined with the keeper door: a writable .git would let the box steer keeperd, which acts on the host", ErrUsage)
+		}
+	}
+	return nil
+}
+
 // imageRef is the image a launch runs, before resolution.
 func imageRef(flag string, getenv func(string) string) string {
 	if flag != "" {
@@ -136,6 +152,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	}
 	granted, err := grants(a, cat)
 	if err != nil {
+		return err
+	}
+	if err := refuseRepoRWWithKeeper(a, granted); err != nil {
 		return err
 	}
 	var repo *plan.RepoPlan

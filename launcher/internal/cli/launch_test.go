@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/bounded-systems/claude-box/launcher/internal/engine"
@@ -37,5 +38,39 @@ func TestControlSocketsAndImageRef(t *testing.T) {
 	env["CLAUDE_BOX_IMAGE"] = "b"
 	if imageRef("", get) != "b" {
 		t.Fatal("image env")
+	}
+}
+
+func TestRepoRWRefusedWithKeeper(t *testing.T) {
+	cat, err := plan.Catalog(plan.ControlSockets{RunDir: "/run/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		args    LaunchArgs
+		refused bool
+	}{
+		{"keeper alone", LaunchArgs{Keeper: true}, false},
+		{"repo-rw alone", LaunchArgs{RepoRW: true}, false},
+		{"repo-rw with net", LaunchArgs{RepoRW: true, Net: true}, false},
+		{"repo-rw with --keeper", LaunchArgs{RepoRW: true, Keeper: true}, true},
+		{"repo-rw with the dev room", LaunchArgs{RepoRW: true, Rooms: []string{"dev"}}, true},
+		{"repo-rw with --door keeper", LaunchArgs{RepoRW: true, Doors: []string{"keeper"}}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := grants(tc.args, cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = refuseRepoRWWithKeeper(tc.args, g)
+			if tc.refused != (err != nil) {
+				t.Fatalf("err = %v, refused want %v", err, tc.refused)
+			}
+			if err != nil && (!errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--repo-rw cannot be combined with the keeper door")) {
+				t.Fatalf("err = %v", err)
+			}
+		})
 	}
 }
