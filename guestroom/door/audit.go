@@ -3,6 +3,7 @@ package door
 import (
 	"context"
 	"log/slog"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -72,6 +73,8 @@ func Audit(ctx context.Context, log *slog.Logger, r Record) {
 	}
 	b, _ := BindingFrom(ctx)
 	p, _ := PeerFrom(ctx)
+	r.Target = clip(r.Target)
+	r.Reason = clip(r.Reason)
 	level := slog.LevelInfo
 	switch {
 	case r.Err != nil:
@@ -95,4 +98,15 @@ func Audit(ctx context.Context, log *slog.Logger, r Record) {
 	}
 	attrs = append(attrs, r.Attrs...)
 	log.LogAttrs(ctx, level, AuditMsg, attrs...)
+}
+
+// maxField is the longest target or reason an audit record carries: both can
+// hold what a guest chose, and one request must not write a megabyte of log.
+const maxField = 1024
+
+func clip(s string) string {
+	if len(s) <= maxField {
+		return s
+	}
+	return s[:maxField] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }

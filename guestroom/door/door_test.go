@@ -738,3 +738,15 @@ func TestMintTCPNeedsItsToken(t *testing.T) {
 		t.Fatalf("after revoke: %v", err)
 	}
 }
+
+func TestAuditClipsGuestChosenFields(t *testing.T) {
+	var al auditLog
+	Audit(context.Background(), al.logger(), Record{Door: "d", Target: strings.Repeat("x", 1<<20), Allow: true})
+	r := al.records(t)
+	if len(r) != 1 {
+		t.Fatalf("records = %d", len(r))
+	}
+	if got := r[0][KeyTarget].(string); len(got) > 1100 || !strings.HasSuffix(got, "(1048576 bytes)") {
+		t.Fatalf("target not clipped: %d bytes", len(got))
+	}
+}

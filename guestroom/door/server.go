@@ -41,6 +41,10 @@ const (
 	streamWindow = 4 << 20
 	connWindow   = 8 << 20
 	writeBuffer  = 256 << 10
+	// maxStreams bounds the concurrent calls of one connection, so one
+	// client cannot make a door hold unbounded goroutines; daemons keep their
+	// own, lower, per-launch caps.
+	maxStreams = 2048
 )
 
 // Server is a gRPC server with the runtime's interceptors: peer credentials,
@@ -70,6 +74,7 @@ func NewServer(cfg Config) *Server {
 		grpc.InitialConnWindowSize(connWindow),
 		grpc.WriteBufferSize(writeBuffer),
 		grpc.ReadBufferSize(writeBuffer),
+		grpc.MaxConcurrentStreams(maxStreams),
 	}, cfg.ServerOptions...)
 	opts = append(opts, grpc.ChainUnaryInterceptor(s.unary), grpc.ChainStreamInterceptor(s.stream))
 	s.grpc = grpc.NewServer(opts...)
