@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -55,8 +54,8 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		Door: "net", Version: version(), Dir: dir, Logger: log,
 		Register: srv.Register,
 		Validate: func(b door.Binding) error {
-			if len(b.Bindings) > 0 {
-				return errors.New("net door takes no bindings")
+			if err := egress.ValidateBindings(b.Bindings); err != nil {
+				return err
 			}
 			return egress.ValidateCaveats(b.Caveats)
 		},

@@ -268,3 +268,51 @@ func TestConnectDialsCheckedAddress(t *testing.T) {
 }
 
 func itoa(i int) string { return dest.Target{Port: uint16(i)}.String()[1:] }
+
+func TestBoundProfilesWidenOneLaunch(t *testing.T) {
+	p, err := Compile(Spec{Resolve: []string{"claude.ai=8.8.8.8", "github.com=8.8.8.8", "api.anthropic.com=8.8.8.8"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := NewEngine(p, Options{Resolver: noDNS})
+	ctx := context.Background()
+	cases := []struct {
+		name, target string
+		profiles     []string
+		caveats      []guestroom.Caveat
+		reason       string
+	}{
+		{"default policy refuses login host", "claude.ai:443", nil, nil, dest.ReasonNotAllowlisted},
+		{"login binding admits it", "claude.ai:443", []string{"login"}, nil, ReasonOK},
+		{"login binding does not admit github", "github.com:443", []string{"login"}, nil, dest.ReasonNotAllowlisted},
+		{"two profiles", "github.com:443", []string{"login", "github-read"}, nil, ReasonOK},
+		{"default still admitted", "api.anthropic.com:443", []string{"login"}, nil, ReasonOK},
+		{"caveat still narrows a bound profile", "claude.ai:443", []string{"login"}, []guestroom.Caveat{{Key: "host", Value: "api.anthropic.com"}}, ReasonCaveat},
+		{"profile port rules hold", "claude.ai:22", []string{"login"}, nil, dest.ReasonPortNotAllowed},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := e.Check(ctx, Request{Target: tc.target, Verb: VerbConnect, Profiles: tc.profiles, Caveats: tc.caveats})
+			if d.Reason != tc.reason {
+				t.Fatalf("reason %s (%v), want %s", d.Reason, d.Err, tc.reason)
+			}
+		})
+	}
+	for _, tc := range []struct {
+		name string
+		b    map[string]string
+		ok   bool
+	}{
+		{"none", nil, true},
+		{"login", map[string]string{"profiles": "login"}, true},
+		{"two", map[string]string{"profiles": "login,npm"}, true},
+		{"unknown profile", map[string]string{"profiles": "everything"}, false},
+		{"none cannot be bound", map[string]string{"profiles": "none"}, false},
+		{"empty", map[string]string{"profiles": ""}, false},
+		{"other key", map[string]string{"repo": "/x"}, false},
+	} {
+		if err := ValidateBindings(tc.b); (err == nil) != tc.ok {
+			t.Errorf("%s: ValidateBindings = %v, ok want %v", tc.name, err, tc.ok)
+		}
+	}
+}

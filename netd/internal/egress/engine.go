@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -124,6 +125,9 @@ type Request struct {
 	HostHeader string
 	// Caveats are the launch door's caveats; they only narrow.
 	Caveats []guestroom.Caveat
+	// Profiles are named profiles the launch door was minted with; they
+	// widen the daemon's policy for this launch only.
+	Profiles []string
 }
 
 // Decision is the outcome of Check or Connect.
@@ -241,6 +245,57 @@ func HostVerifiers() guestroom.Verifiers {
 	}}
 }
 
+// BindingProfiles is the mint binding that names extra profiles for one
+// launch, comma-separated: {"profiles": "login,github-read"}.
+const BindingProfiles = "profiles"
+
+// ProfileAllowlist compiles named profiles into one allowlist. "none" and
+// unknown names are refused: a binding may only widen, by names netd knows.
+func ProfileAllowlist(names []string) (dest.Allowlist, error) {
+	var l dest.Allowlist
+	for _, n := range names {
+		if n == NoProfile {
+			return nil, fmt.Errorf("profile %q cannot be bound to a launch; narrow with host= caveats instead", n)
+		}
+		entries, err := Profile(n)
+		if err != nil {
+			return nil, err
+		}
+		for _, raw := range entries {
+			e, err := dest.ParseEntry(raw)
+			if err != nil {
+				return nil, fmt.Errorf("profile %s: %w", n, err)
+			}
+			l = appendEntry(l, e)
+		}
+	}
+	return l, nil
+}
+
+// BoundProfiles returns the profiles named by a door's bindings.
+func BoundProfiles(b map[string]string) []string {
+	v := b[BindingProfiles]
+	if v == "" {
+		return nil
+	}
+	return strings.Split(v, ",")
+}
+
+// ValidateBindings refuses, at mint time, bindings the engine cannot
+// enforce: only "profiles", naming known profiles.
+func ValidateBindings(b map[string]string) error {
+	for k := range b {
+		if k != BindingProfiles {
+			return fmt.Errorf("net door takes only a %q binding, not %q", BindingProfiles, k)
+		}
+	}
+	if _, ok := b[BindingProfiles]; ok && len(BoundProfiles(b)) == 0 {
+		return fmt.Errorf("empty %q binding", BindingProfiles)
+	}
+	_, err := ProfileAllowlist(BoundProfiles(b))
+	return err
+}
+
 // ValidateCaveats refuses, at mint time, caveats the engine cannot enforce.
 func ValidateCaveats(cs []guestroom.Caveat) error {
 	for _, c := range cs {
@@ -279,6 +334,20 @@ func (c *compiled) decideName(r Request) Decision {
 		return d.refuse(RuleParse, err)
 	}
 	e, err := c.pol.Allow.Match(d.Target)
+	if err != nil && len(r.Profiles) > 0 {
+		extra, perr := ProfileAllowlist(r.Profiles)
+		if perr != nil {
+			return d.refuse(RuleAllowlist, perr)
+		}
+		pe, merr := extra.Match(d.Target)
+		switch {
+		case merr == nil:
+			e, err = pe, nil
+		case dest.Reason(err) == dest.ReasonNotAllowlisted:
+			// The bound profile knows the host: its refusal says more.
+			err = merr
+		}
+	}
 	if err != nil {
 		return d.refuse(RuleAllowlist, err)
 	}

@@ -121,7 +121,7 @@ func (s *Server) CheckTarget(ctx context.Context, req *netv1.CheckTargetRequest)
 	if verb == netv1.Verb_VERB_UNSPECIFIED {
 		verb = netv1.Verb_VERB_CONNECT
 	}
-	d := s.eng.Check(ctx, egress.Request{Target: req.GetTarget(), Verb: fromVerb(verb), Caveats: b.Caveats})
+	d := s.eng.Check(ctx, egress.Request{Target: req.GetTarget(), Verb: fromVerb(verb), Caveats: b.Caveats, Profiles: egress.BoundProfiles(b.Bindings)})
 	s.audit(ctx, "CheckTarget", req.GetTarget(), verb, d, nil)
 	resp := &netv1.CheckTargetResponse{Verdict: toVerdict(d)}
 	if d.Verdict == egress.Allow {
@@ -179,7 +179,7 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	if open == nil {
 		return toStatus(errNoOpen)
 	}
-	req := egress.Request{Target: open.GetTarget(), Verb: fromVerb(open.GetVerb()), HostHeader: open.GetHostHeader(), Caveats: b.Caveats}
+	req := egress.Request{Target: open.GetTarget(), Verb: fromVerb(open.GetVerb()), HostHeader: open.GetHostHeader(), Caveats: b.Caveats, Profiles: egress.BoundProfiles(b.Bindings)}
 	conn, d := s.eng.Connect(ctx, req)
 	if d.Verdict != egress.Allow {
 		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
