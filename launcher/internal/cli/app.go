@@ -250,11 +250,11 @@ func nameCommand(env Env) *ucli.Command {
 func loginCommand(env Env) *ucli.Command {
 	return &ucli.Command{
 		Name: "login", Usage: "open a box for the first /login of an account", ArgsUsage: "[ACCOUNT]",
-		UsageText:       "claude-box login [ACCOUNT]\n\nRuns claude in ACCOUNT's box with only the net door, so its first /login can reach Anthropic.\nnetd must serve the `login` profile (netd serve --profile login).",
+		UsageText:       "claude-box login [ACCOUNT]\n\nRuns claude in ACCOUNT's box with only the net door, so its first /login can reach Anthropic.\nIts net door is minted with netd's `login` profile for this launch only.",
 		SkipFlagParsing: true,
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			args := c.Args().Slice()
-			a := LaunchArgs{Account: plan.DefaultAccount, Net: true}
+			a := LaunchArgs{Account: plan.DefaultAccount, Net: true, Profiles: []string{"login"}}
 			if len(args) > 1 {
 				return fmt.Errorf("%w: login takes at most one ACCOUNT", ErrUsage)
 			}

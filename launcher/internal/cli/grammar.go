@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,6 +23,7 @@ type LaunchArgs struct {
 	NetOpen  bool
 	Rooms    []string
 	Doors    []string
+	Profiles []string
 	Repo     string
 	Writable []string
 	RepoRW   bool
@@ -33,6 +35,9 @@ type LaunchArgs struct {
 	// Claude holds every argument claude-box does not own, in order.
 	Claude []string
 }
+
+// profileRE is what a netd profile name looks like; netd decides which exist.
+var profileRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 
 // ErrUsage reports a command line that does not parse; it exits 2.
 var ErrUsage = errors.New("usage")
@@ -72,6 +77,13 @@ var launchFlags = []launchFlag{
 	{"scout", boolFlag, "grant the scout door: read-only fetches through scoutd", setBool(func(a *LaunchArgs) *bool { return &a.Scout })},
 	{"room", valueFlag, "grant a room of doors: tool (none), read (scout), dev (keeper, net, scout); repeatable", func(a *LaunchArgs, v string) error { a.Rooms = append(a.Rooms, v); return nil }},
 	{"door", valueFlag, "grant a door by spec NAME[:key=value…][@/host/control.sock]; repeatable", func(a *LaunchArgs, v string) error { a.Doors = append(a.Doors, v); return nil }},
+	{"profile", valueFlag, "widen the net door for this launch by a netd profile (login, github-read, npm, pypi); repeatable", func(a *LaunchArgs, v string) error {
+		if !profileRE.MatchString(v) {
+			return fmt.Errorf("profile %q must match %s", v, profileRE)
+		}
+		a.Profiles = append(a.Profiles, v)
+		return nil
+	}},
 	{"net-open", boolFlag, "UNSAFE: give the box podman's ambient network (no policy, no audit)", setBool(func(a *LaunchArgs) *bool { return &a.NetOpen })},
 	{"repo", valueFlag, "mount this git worktree read-write at /work (its .git read-only)", func(a *LaunchArgs, v string) error { a.Repo = v; return nil }},
 	{"writable", valueFlag, "make only this subtree of --repo writable (the rest of /work read-only); repeatable", func(a *LaunchArgs, v string) error { a.Writable = append(a.Writable, v); return nil }},

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -86,6 +87,23 @@ func refuseRepoRWWithKeeper(a LaunchArgs, granted []guestroom.Grant) error {
 	return nil
 }
 
+// widenNet applies --profile: the net door is minted with a profiles
+// binding that widens netd's policy for this launch only, and its rulebook
+// card says so. A profile without the net door is refused.
+func widenNet(profiles []string, granted []guestroom.Grant) ([]guestroom.Grant, error) {
+	if len(profiles) == 0 {
+		return granted, nil
+	}
+	out := slices.Clone(granted)
+	for i, g := range out {
+		if g.Door.Name == plan.DoorNet {
+			out[i].Door.Grants = g.Door.Grants + "; widened for this launch by netd profiles: " + strings.Join(profiles, ", ")
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: --profile widens the net door, which this launch is not granted (add --net)", ErrUsage)
+}
+
 // imageRef is the image a launch runs, before resolution.
 func imageRef(flag string, getenv func(string) string) string {
 	if flag != "" {
@@ -155,6 +173,10 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		return err
 	}
 	if err := refuseRepoRWWithKeeper(a, granted); err != nil {
+		return err
+	}
+	granted, err = widenNet(a.Profiles, granted)
+	if err != nil {
 		return err
 	}
 	var repo *plan.RepoPlan
@@ -241,6 +263,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		w := doors.Want{Grant: g, Control: plan.ControlSocketFor(g, cs), Daemon: plan.Daemon(g.Door.Name)}
 		if g.Door.Name == plan.DoorKeeper && repo != nil {
 			w.Bindings = map[string]string{"repo": repo.Root, "manifest": plan.ManifestDigest(dp.Manifest)}
+		}
+		if g.Door.Name == plan.DoorNet && len(a.Profiles) > 0 {
+			w.Bindings = map[string]string{"profiles": strings.Join(a.Profiles, ",")}
 		}
 		wants = append(wants, w)
 	}

@@ -74,3 +74,37 @@ func TestRepoRWRefusedWithKeeper(t *testing.T) {
 		})
 	}
 }
+
+func TestProfileWidensOnlyTheNetDoor(t *testing.T) {
+	cat, err := plan.Catalog(plan.ControlSockets{RunDir: "/run/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := ParseLaunch([]string{"--net", "--profile", "login", "--profile", "github-read"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := grants(a, cat)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := widenNet(a.Profiles, g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasSuffix(w[0].Door.Grants, "widened for this launch by netd profiles: login, github-read") {
+		t.Fatalf("net card = %q", w[0].Door.Grants)
+	}
+	if strings.Contains(g[0].Door.Grants, "widened") {
+		t.Fatal("widenNet changed its input")
+	}
+	noNet, _ := grants(LaunchArgs{Scout: true}, cat)
+	if _, err := widenNet([]string{"login"}, noNet); !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "add --net") {
+		t.Fatalf("profile without net: %v", err)
+	}
+	for _, bad := range []string{"Login", "../x", "", "a b"} {
+		if _, err := ParseLaunch([]string{"--net", "--profile", bad}); !errors.Is(err, ErrUsage) {
+			t.Errorf("--profile %q: err = %v, want usage", bad, err)
+		}
+	}
+}
