@@ -11,3 +11,5 @@ func fileUID(fi os.FileInfo) int {
 	}
 	return -1
 }
+
+func ownUID() int { return os.Getuid() }

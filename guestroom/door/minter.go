@@ -69,6 +69,8 @@ type MinterConfig struct {
 	// (by request, lease end, TTL or shutdown), so the daemon can drop the
 	// launch's state. It must not block.
 	OnRevoke func(b Binding, reason string)
+	// Raw serves raw connections on every door (see RawHandler).
+	Raw RawHandler
 	// ServerOptions are passed to every door server (see Config.ServerOptions).
 	ServerOptions []grpc.ServerOption
 	// MaxTTL caps a requested TTL; zero means no cap.
@@ -267,7 +269,7 @@ func (m *Minter) serve(path string, b Binding, peerUID int) (*live, error) {
 		return nil, fmt.Errorf("mint %s door: %w", m.cfg.Door, err)
 	}
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), ServerOptions: m.cfg.ServerOptions, binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}
@@ -293,7 +295,7 @@ func (m *Minter) serveTCP(b Binding) (*live, error) {
 	_, _ = rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), ServerOptions: m.cfg.ServerOptions, binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}

@@ -53,6 +53,8 @@ func (peerCreds) ClientHandshake(_ context.Context, _ string, c net.Conn) (net.C
 func (peerCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	p := Peer{UID: -1, GID: -1, PID: -1}
 	switch conn := c.(type) {
+	case *sniffedConn:
+		p = conn.peer
 	case *net.UnixConn:
 		got, ok := unixPeer(conn)
 		if !ok {
@@ -73,8 +75,17 @@ func (peerCreds) Clone() credentials.TransportCredentials { return peerCreds{} }
 
 func (peerCreds) OverrideServerName(string) error { return nil }
 
+type rawPeerKey struct{}
+
+func withPeer(ctx context.Context, p Peer) context.Context {
+	return context.WithValue(ctx, rawPeerKey{}, p)
+}
+
 // PeerFrom returns the kernel-reported peer of the call in ctx.
 func PeerFrom(ctx context.Context) (Peer, bool) {
+	if rp, ok := ctx.Value(rawPeerKey{}).(Peer); ok {
+		return rp, true
+	}
 	p, ok := peer.FromContext(ctx)
 	if !ok || p.AuthInfo == nil {
 		return Peer{}, false

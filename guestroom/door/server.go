@@ -26,6 +26,9 @@ type Config struct {
 	// Authorize decides every call. Nil denies every call: a server must say
 	// who may call it.
 	Authorize AuthorizeFunc
+	// Raw, when set, serves connections that do not start with the HTTP/2
+	// preface (see RawHandler).
+	Raw RawHandler
 	// ServerOptions are appended to the runtime's own (credentials,
 	// interceptors, flow-control windows); they cannot replace the
 	// interceptors.
@@ -75,6 +78,8 @@ func NewServer(cfg Config) *Server {
 		grpc.WriteBufferSize(writeBuffer),
 		grpc.ReadBufferSize(writeBuffer),
 		grpc.MaxConcurrentStreams(maxStreams),
+		// A client that never completes the HTTP/2 handshake is dropped.
+		grpc.ConnectionTimeout(rawDeadline),
 	}, cfg.ServerOptions...)
 	opts = append(opts, grpc.ChainUnaryInterceptor(s.unary), grpc.ChainStreamInterceptor(s.stream))
 	s.grpc = grpc.NewServer(opts...)
@@ -93,6 +98,9 @@ func (s *Server) Serve(l net.Listener) error {
 	s.serving = true
 	s.mu.Unlock()
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	if s.cfg.Raw != nil {
+		l = newMuxListener(l, s)
+	}
 	err := s.grpc.Serve(l)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
