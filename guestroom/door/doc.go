@@ -8,4 +8,18 @@
 // socket bound server-side to a launch id, an account and caveats; the guest
 // API served on it sees those values through BindingFrom, never values the
 // caller claims. Possessing the socket is the grant.
+//
+// Who may reach what: control sockets live in a 0700 directory, are 0600 and
+// admit only the daemon's own uid (SameUser). Minted sockets live in a 0700
+// directory of the daemon's and are made connectable by the box's user as the
+// container runtime maps it (see grantAccess); the bind mount is the grant.
+// A TCP door (for hosts that cannot share unix sockets) listens on loopback
+// only and admits only its per-launch bearer token.
+//
+// Every call gets one authorization decision (nil authorizer: deny) and one
+// audit record with the same fields (door, method, account, launch, peer,
+// target, allow, reason); account and launch come from the door's binding,
+// the peer from SO_PEERCRED. A door may also serve raw connections beside
+// gRPC (RawHandler) for bulk byte streams, under the same authorization,
+// binding and audit.
 package door
