@@ -155,19 +155,18 @@ func (s *Server) acquire(launch string) (release func(), ok bool) {
 // Tunnel carries one client connection: Open, Verdict, then bytes.
 func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	ctx := stream.Context()
-	b, _ := door.BindingFrom(ctx)
 	// The slot is taken before the first message is read: a stream waiting
 	// for its Open holds server resources too, so a box that opens streams
 	// and never sends anything is held to its cap like any other.
-	release, ok := s.acquire(b.LaunchID)
+	release, ok := s.acquire(launchOf(ctx))
 	if !ok {
 		// Read the Open briefly, so the record names the target and a client
 		// sending it gets its verdict rather than a closed stream; a silent
 		// stream is answered after limitedOpenWait.
 		first, _ := s.recvFirst(stream, limitedOpenWait)
-		open := first.GetOpen()
-		d := egress.Decision{Verdict: egress.Limited, Reason: egress.ReasonLimited, Rule: "tunnel_cap"}
-		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
+		a := askOf(first.GetOpen())
+		d := limited()
+		s.record(ctx, TransportGRPC, a, d, nil)
 		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
 	}
 	defer release()
@@ -179,25 +178,82 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	if open == nil {
 		return toStatus(errNoOpen)
 	}
-	req := egress.Request{Target: open.GetTarget(), Verb: fromVerb(open.GetVerb()), HostHeader: open.GetHostHeader(), Caveats: b.Caveats, Profiles: egress.BoundProfiles(b.Bindings)}
-	conn, d := s.eng.Connect(ctx, req)
+	a := askOf(open)
+	conn, d := s.dial(ctx, a)
 	if d.Verdict != egress.Allow {
-		s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, nil)
+		s.record(ctx, TransportGRPC, a, d, nil)
 		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
 	}
 	defer conn.Close()
-	s.tunnelsTotal.Add(1)
-	start := time.Now()
-	var up, down int64
+	tr := traffic{start: time.Now()}
 	err = stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)})
 	if err == nil {
-		up, down, err = s.pump(stream, conn, first.GetData())
+		tr.up, tr.down, err = s.pump(stream, conn, first.GetData())
 	}
-	s.audit(ctx, "Tunnel", open.GetTarget(), open.GetVerb(), d, []slog.Attr{
-		slog.Int64(KeyBytesUp, up), slog.Int64(KeyBytesDown, down),
-		slog.Int64(KeyDuration, time.Since(start).Milliseconds()),
-	})
+	s.record(ctx, TransportGRPC, a, d, &tr)
 	return toStatus(err)
+}
+
+// Transports a tunnel can arrive on, as its audit record names them.
+const (
+	TransportGRPC = "grpc"
+	TransportRaw  = "raw"
+)
+
+// KeyTransport is the audit attribute naming a tunnel's transport.
+const KeyTransport = "transport"
+
+// ask is what a box asked a tunnel for, whichever transport carried it.
+type ask struct {
+	target     string
+	verb       netv1.Verb
+	hostHeader string
+}
+
+func askOf(o *netv1.Open) ask {
+	return ask{target: o.GetTarget(), verb: o.GetVerb(), hostHeader: o.GetHostHeader()}
+}
+
+// traffic is what an allowed tunnel carried.
+type traffic struct {
+	up, down int64
+	start    time.Time
+}
+
+func launchOf(ctx context.Context) string {
+	b, _ := door.BindingFrom(ctx)
+	return b.LaunchID
+}
+
+// limited is the decision for a tunnel over its launch's or the global cap.
+func limited() egress.Decision {
+	return egress.Decision{Verdict: egress.Limited, Reason: egress.ReasonLimited, Rule: "tunnel_cap"}
+}
+
+// dial decides a tunnel under the door's binding (its caveats and bound
+// profiles) and, on allow, dials the checked address. It is the one place
+// either transport decides, so the two cannot drift. The caller holds a slot.
+func (s *Server) dial(ctx context.Context, a ask) (net.Conn, egress.Decision) {
+	b, _ := door.BindingFrom(ctx)
+	req := egress.Request{Target: a.target, Verb: fromVerb(a.verb), HostHeader: a.hostHeader, Caveats: b.Caveats, Profiles: egress.BoundProfiles(b.Bindings)}
+	conn, d := s.eng.Connect(ctx, req)
+	if d.Verdict == egress.Allow {
+		s.tunnelsTotal.Add(1)
+	}
+	return conn, d
+}
+
+// record writes the one audit record of a tunnel (at its refusal, or at its
+// close with what it carried) and counts its decision; both transports
+// record through it.
+func (s *Server) record(ctx context.Context, transport string, a ask, d egress.Decision, tr *traffic) {
+	extra := []slog.Attr{slog.String(KeyTransport, transport)}
+	if tr != nil {
+		extra = append(extra,
+			slog.Int64(KeyBytesUp, tr.up), slog.Int64(KeyBytesDown, tr.down),
+			slog.Int64(KeyDuration, time.Since(tr.start).Milliseconds()))
+	}
+	s.audit(ctx, "Tunnel", a.target, a.verb, d, extra)
 }
 
 // limitedOpenWait bounds the wait for the Open of a stream that is over its
