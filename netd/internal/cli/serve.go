@@ -52,7 +52,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	}
 	m, err := door.NewMinter(door.MinterConfig{
 		Door: "net", Version: version(), Dir: dir, Logger: log,
-		Register: srv.Register,
+		Register: srv.Register, Raw: srv.Raw,
 		Validate: func(b door.Binding) error {
 			if err := egress.ValidateBindings(b.Bindings); err != nil {
 				return err

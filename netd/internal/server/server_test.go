@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,25 @@ type fixture struct {
 	m     *door.Minter
 	port  int
 	doors map[string]netv1.EgressServiceClient
+	paths map[string]string // door socket by launch
+	logs  *syncBuffer
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 func newFixture(t *testing.T, lim Limits) *fixture {
@@ -65,14 +85,14 @@ func newFixture(t *testing.T, lim Limits) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	f := &fixture{port: port, doors: map[string]netv1.EgressServiceClient{}}
-	f.srv = New(egress.NewEngine(p, egress.Options{Resolver: &dest.Static{}}), slog.New(slog.DiscardHandler), lim)
+	f := &fixture{port: port, doors: map[string]netv1.EgressServiceClient{}, paths: map[string]string{}, logs: &syncBuffer{}}
+	f.srv = New(egress.NewEngine(p, egress.Options{Resolver: &dest.Static{}}), slog.New(slog.NewJSONHandler(f.logs, nil)), lim)
 	dir, err := os.MkdirTemp("/tmp", "netds")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	f.m, err = door.NewMinter(door.MinterConfig{Door: "net", Dir: filepath.Join(dir, "d"), Register: f.srv.Register,
+	f.m, err = door.NewMinter(door.MinterConfig{Door: "net", Dir: filepath.Join(dir, "d"), Register: f.srv.Register, Raw: f.srv.Raw,
 		Validate: func(b door.Binding) error { return egress.ValidateCaveats(b.Caveats) }})
 	if err != nil {
 		t.Fatal(err)
@@ -94,6 +114,7 @@ func newFixture(t *testing.T, lim Limits) *fixture {
 		}
 		t.Cleanup(func() { cc.Close() })
 		f.doors[launch] = netv1.NewEgressServiceClient(cc)
+		f.paths[launch] = md.SocketPath
 	}
 	return f
 }
