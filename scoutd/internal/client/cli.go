@@ -100,7 +100,12 @@ func Run(ctx context.Context, args []string, o IO) error {
 		return err
 	}
 	defer func() { _ = cc.Close() }()
-	c := &command{c: New(cc), o: o, json: *asJSON, addr: addr}
+	cl := New(cc)
+	if p := RawPath(addr); p != "" {
+		// A unix door: fetches take the raw fast path.
+		cl = cl.WithRaw(p)
+	}
+	c := &command{c: cl, o: o, json: *asJSON, addr: addr}
 	switch cmd {
 	case "fetch":
 		err = c.fetch(ctx, rest)

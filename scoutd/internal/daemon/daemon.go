@@ -179,6 +179,9 @@ func serve(ctx context.Context, args []string, env Env) error {
 	m, err := door.NewMinter(door.MinterConfig{
 		Door: "scout", Version: Version(), Dir: dir, Logger: log,
 		Register: srv.Register,
+		// The raw fast path of `scout fetch` (unix doors only; the runtime
+		// refuses raw connections on TCP doors).
+		Raw: srv.Raw,
 		Validate: func(b door.Binding) error {
 			if len(b.Bindings) > 0 {
 				return errors.New("scout door takes no bindings")

@@ -24,10 +24,11 @@ import (
 	"github.com/bounded-systems/claude-box/guestroom/door"
 	scoutv1 "github.com/bounded-systems/claude-box/proto/claudebox/scout/v1"
 	"github.com/bounded-systems/claude-box/scoutd/internal/scout"
+	"github.com/bounded-systems/claude-box/scoutd/internal/wire"
 )
 
 // ErrorDomain is the domain of the google.rpc.ErrorInfo on every error.
-const ErrorDomain = "scout.claudebox"
+const ErrorDomain = wire.ErrorDomain
 
 // ChunkSize is the largest body chunk sent in one message.
 const ChunkSize = 1<<20 - 1024 // a message stays within gRPC's 1 MiB buffer tier
@@ -141,32 +142,6 @@ func Summary(s *scout.Scout) string {
 	}
 	b.WriteString(" max_bytes=" + itoa(l.MaxBytes) + " timeout=" + l.Timeout.String())
 	return b.String()
-}
-
-// Fetch implements scoutv1.ScoutServiceServer.
-func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingServer[scoutv1.FetchResponse]) error {
-	ctx := stream.Context()
-	start := time.Now()
-	release, err := s.enter(ctx, false)
-	if err != nil {
-		s.audit(ctx, "fetch", redactURL(req.GetUrl()), err, start)
-		return toStatus(ctx, err)
-	}
-	defer release()
-	b, _ := door.BindingFrom(ctx)
-	w := &fetchWriter{stream: stream}
-	head, dg, err := s.scout.Fetch(ctx, scout.FetchRequest{
-		URL:      req.GetUrl(),
-		MaxBytes: req.GetMaxBytes(),
-		Timeout:  time.Duration(req.GetTimeoutMs()) * time.Millisecond,
-		Caveats:  b.Caveats,
-	}, w)
-	if err == nil {
-		err = w.finish(&scoutv1.FetchTrailer{Size: dg.Size, Sha256: dg.SHA256})
-	}
-	s.audit(ctx, "fetch", redactURL(req.GetUrl()), err, start,
-		slog.Int64(keyBytes, w.sent), slog.Int(keyStatus, head.Status), slog.String(keySHA256, dg.SHA256))
-	return toStatus(ctx, err)
 }
 
 // Snapshot implements scoutv1.ScoutServiceServer.
@@ -314,7 +289,8 @@ func bounded(s string) string {
 
 // toStatus is the one place domain errors become gRPC status: a code by
 // kind, a message with the reason and a hint, and an ErrorInfo carrying
-// the machine-stable reason. Internal failures say nothing more.
+// the machine-stable reason (see describe). Status errors that carry no
+// domain classification (a failed Send) pass through.
 func toStatus(ctx context.Context, err error) error {
 	if err == nil {
 		return nil
@@ -322,6 +298,18 @@ func toStatus(ctx context.Context, err error) error {
 	if _, ok := status.FromError(err); ok && !isDomain(err) {
 		return err
 	}
+	code, msg, reason := describe(ctx, err)
+	st := status.New(code, msg)
+	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: ErrorDomain}); derr == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// describe is what the box is told about a failed request, on either
+// transport: a code by kind, a message with the reason and a hint, and the
+// machine-stable reason. Internal failures say nothing more.
+func describe(ctx context.Context, err error) (codes.Code, string, string) {
 	e := scout.Classify(ctx, err)
 	var code codes.Code
 	switch e.Kind {
@@ -347,11 +335,7 @@ func toStatus(ctx context.Context, err error) error {
 	if h := scout.Hint(e.Reason); h != "" {
 		msg += "\nhint: " + h
 	}
-	st := status.New(code, msg)
-	if d, derr := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Reason, Domain: ErrorDomain}); derr == nil {
-		st = d
-	}
-	return st.Err()
+	return code, msg, e.Reason
 }
 
 // isDomain reports whether err carries a domain classification (a status
@@ -429,54 +413,8 @@ func itoa(n int64) string {
 	return string(b[i:])
 }
 
-// fetchWriter turns a fetch into messages: the head first, then body
-// chunks of at most ChunkSize, the last one with the trailer.
-type fetchWriter struct {
-	stream grpc.ServerStreamingServer[scoutv1.FetchResponse]
-	buf    []byte
-	sent   int64
-}
-
-func (w *fetchWriter) WriteHead(h scout.Head) error {
-	return w.stream.Send(&scoutv1.FetchResponse{Head: &scoutv1.FetchHead{
-		Status:         int32(h.Status),
-		ContentType:    valid(h.ContentType),
-		FinalUrl:       valid(h.FinalURL),
-		Redirects:      int32(h.Redirects),
-		DeclaredLength: h.DeclaredLength,
-	}})
-}
-
-func (w *fetchWriter) Write(p []byte) (int, error) {
-	n := len(p)
-	for len(p) > 0 {
-		k := min(ChunkSize-len(w.buf), len(p))
-		w.buf = append(w.buf, p[:k]...)
-		p = p[k:]
-		if len(w.buf) == ChunkSize {
-			if err := w.flush(nil); err != nil {
-				return 0, err
-			}
-		}
-	}
-	return n, nil
-}
-
-func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
-	if len(w.buf) == 0 && tr == nil {
-		return nil
-	}
-	if err := w.stream.Send(&scoutv1.FetchResponse{Chunk: w.buf, Trailer: tr}); err != nil {
-		return err
-	}
-	w.sent += int64(len(w.buf))
-	w.buf = w.buf[:0] // Send has encoded the message: the buffer is ours again
-	return nil
-}
-
-func (w *fetchWriter) finish(tr *scoutv1.FetchTrailer) error { return w.flush(tr) }
-
-// snapWriter is fetchWriter for tar streams.
+// snapWriter turns a snapshot into messages: tar chunks of at most
+// ChunkSize, the last one with the trailer.
 type snapWriter struct {
 	stream grpc.ServerStreamingServer[scoutv1.SnapshotResponse]
 	buf    []byte

@@ -1,0 +1,247 @@
+package server
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	scoutv1 "github.com/bounded-systems/claude-box/proto/claudebox/scout/v1"
+	"github.com/bounded-systems/claude-box/scoutd/internal/scout"
+	"github.com/bounded-systems/claude-box/scoutd/internal/wire"
+)
+
+// fetchArgs is what a transport carries of a fetch request: never the
+// caveats, which come from the door's binding.
+type fetchArgs struct {
+	URL      string
+	MaxBytes int64
+	Timeout  time.Duration
+}
+
+// fetchSink is how one transport delivers a fetch: the head and body as a
+// scout.BodyWriter, then the trailer.
+type fetchSink interface {
+	scout.BodyWriter
+	// finish delivers the trailer of a complete body.
+	finish(scout.Digest) error
+	// delivered is the body bytes handed to the transport so far.
+	delivered() int64
+}
+
+// fetch is the one fetch both transports (the gRPC stream and the raw fast
+// path) run, so they cannot drift: the launch's in-flight cap, the door's
+// caveats, the policy and ceilings (a request may lower them only), the
+// trailer, and exactly one audit record. It returns the domain error.
+func (s *Server) fetch(ctx context.Context, a fetchArgs, sink fetchSink) error {
+	start := time.Now()
+	target := redactURL(a.URL)
+	release, err := s.enter(ctx, false)
+	if err != nil {
+		s.audit(ctx, "fetch", target, err, start)
+		return err
+	}
+	defer release()
+	b, _ := door.BindingFrom(ctx)
+	head, dg, err := s.scout.Fetch(ctx, scout.FetchRequest{URL: a.URL, MaxBytes: a.MaxBytes, Timeout: a.Timeout, Caveats: b.Caveats}, sink)
+	if err == nil {
+		err = sink.finish(dg)
+	}
+	s.audit(ctx, "fetch", target, err, start,
+		slog.Int64(keyBytes, sink.delivered()), slog.Int(keyStatus, head.Status), slog.String(keySHA256, dg.SHA256))
+	return err
+}
+
+// Fetch implements scoutv1.ScoutServiceServer.
+func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingServer[scoutv1.FetchResponse]) error {
+	ctx := stream.Context()
+	err := s.fetch(ctx, fetchArgs{URL: req.GetUrl(), MaxBytes: req.GetMaxBytes(), Timeout: time.Duration(req.GetTimeoutMs()) * time.Millisecond},
+		&fetchWriter{stream: stream})
+	return toStatus(ctx, err)
+}
+
+// fetchWriter turns a fetch into messages: the head first, then body
+// chunks of at most ChunkSize, the last one with the trailer.
+type fetchWriter struct {
+	stream grpc.ServerStreamingServer[scoutv1.FetchResponse]
+	buf    []byte
+	sent   int64
+}
+
+func (w *fetchWriter) WriteHead(h scout.Head) error {
+	return w.stream.Send(&scoutv1.FetchResponse{Head: &scoutv1.FetchHead{
+		Status:         int32(h.Status),
+		ContentType:    valid(h.ContentType),
+		FinalUrl:       valid(h.FinalURL),
+		Redirects:      int32(h.Redirects),
+		DeclaredLength: h.DeclaredLength,
+	}})
+}
+
+func (w *fetchWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(ChunkSize-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == ChunkSize {
+			if err := w.flush(nil); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
+	if len(w.buf) == 0 && tr == nil {
+		return nil
+	}
+	if err := w.stream.Send(&scoutv1.FetchResponse{Chunk: w.buf, Trailer: tr}); err != nil {
+		return err
+	}
+	w.sent += int64(len(w.buf))
+	w.buf = w.buf[:0] // Send has encoded the message: the buffer is ours again
+	return nil
+}
+
+func (w *fetchWriter) finish(d scout.Digest) error {
+	return w.flush(&scoutv1.FetchTrailer{Size: d.Size, Sha256: d.SHA256})
+}
+
+func (w *fetchWriter) delivered() int64 { return w.sent }
+
+// Raw serves the raw fetch protocol (package wire) on a door, the fast path
+// of `scout fetch` on a unix door (door.MinterConfig.Raw). It runs the same
+// fetch as the gRPC method; only the framing differs. A request line that
+// is not one fetch request is refused with bad_request, and audited.
+func (s *Server) Raw(ctx context.Context, line string, conn net.Conn) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	// Revocation and shutdown cut the connection, as they end a stream.
+	stop := context.AfterFunc(ctx, func() { _ = conn.Close() })
+	defer stop()
+	defer func() { _ = conn.Close() }()
+	// The client says nothing after its line: a read that returns means it
+	// went away (or broke the protocol), and the fetch stops, as a cancelled
+	// stream would.
+	go func() {
+		var b [1]byte
+		_, _ = conn.Read(b[:])
+		cancel()
+	}()
+	w := &rawWriter{conn: conn, idle: s.scout.Limits().Idle}
+	req, err := wire.ParseRequest(line)
+	if err != nil {
+		err = &scout.Error{Kind: scout.KindInvalid, Reason: scout.ReasonBadRequest, Err: err}
+		s.audit(ctx, "fetch", "", err, time.Now())
+	} else {
+		err = s.fetch(ctx, fetchArgs{URL: req.URL, MaxBytes: req.MaxBytes, Timeout: time.Duration(req.TimeoutMS) * time.Millisecond}, w)
+	}
+	if err != nil {
+		w.fail(ctx, err)
+	}
+}
+
+// rawWriter frames a fetch for the raw protocol: a head line, body frames
+// of up to wire.MaxFrame bytes (collected in one buffer whose first bytes
+// are the frame header, so each frame is one write), a zero-length frame
+// and an end line.
+type rawWriter struct {
+	conn     net.Conn
+	idle     time.Duration
+	buf      []byte
+	headSent bool
+	sent     int64
+}
+
+// write writes p, failing when the client takes no bytes for the idle
+// ceiling (a box that stops reading does not hold its slot forever).
+func (w *rawWriter) write(p []byte) error {
+	if w.idle > 0 {
+		_ = w.conn.SetWriteDeadline(time.Now().Add(w.idle))
+	}
+	_, err := w.conn.Write(p)
+	return err
+}
+
+func (w *rawWriter) WriteHead(h scout.Head) error {
+	line, err := wire.Line(wire.Head{
+		Status:         int32(h.Status),
+		ContentType:    valid(h.ContentType),
+		FinalURL:       valid(h.FinalURL),
+		Redirects:      int32(h.Redirects),
+		DeclaredLength: h.DeclaredLength,
+	})
+	if err != nil {
+		return err
+	}
+	w.headSent = true
+	w.buf = make([]byte, wire.FrameHeader, wire.FrameHeader+wire.MaxFrame)
+	return w.write(line)
+}
+
+func (w *rawWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
+		w.buf = w.buf[:len(w.buf)+k]
+		p = p[k:]
+		if len(w.buf) == cap(w.buf) {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *rawWriter) flush() error {
+	n := len(w.buf) - wire.FrameHeader
+	if n == 0 {
+		return nil
+	}
+	wire.PutFrameHeader(w.buf, n)
+	if err := w.write(w.buf); err != nil {
+		return err
+	}
+	w.sent += int64(n)
+	w.buf = w.buf[:wire.FrameHeader]
+	return nil
+}
+
+// end writes the zero-length frame and the end line.
+func (w *rawWriter) end(e wire.End) error {
+	line, err := wire.Line(e)
+	if err != nil {
+		return err
+	}
+	return w.write(append(make([]byte, wire.FrameHeader), line...))
+}
+
+func (w *rawWriter) finish(d scout.Digest) error {
+	if err := w.flush(); err != nil {
+		return err
+	}
+	return w.end(wire.End{Size: d.Size, SHA256: d.SHA256})
+}
+
+func (w *rawWriter) delivered() int64 { return w.sent }
+
+// fail tells the client why the fetch failed: as the head when no head was
+// sent, else after the body frames sent so far (the buffered rest is
+// dropped), as the end line. describe is the gRPC path's mapping.
+func (w *rawWriter) fail(ctx context.Context, err error) {
+	code, msg, reason := describe(ctx, err)
+	we := &wire.Error{Code: wire.CodeName(code), Reason: reason, Message: msg}
+	if !w.headSent {
+		if line, lerr := wire.Line(wire.Head{Error: we}); lerr == nil {
+			_ = w.write(line)
+		}
+		return
+	}
+	_ = w.end(wire.End{Error: we})
+}
