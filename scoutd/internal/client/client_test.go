@@ -2,8 +2,10 @@ package client
 
 import (
 	"archive/tar"
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 
 	"github.com/bounded-systems/claude-box/guestroom/door"
 	scoutv1 "github.com/bounded-systems/claude-box/proto/claudebox/scout/v1"
@@ -101,6 +104,7 @@ func serveLiar(t *testing.T, l *lyingScout) string {
 	return sock
 }
 
+// The gRPC path (TCP doors) counts a body only with a matching trailer.
 func TestClientDistrustsTheStream(t *testing.T) {
 	head := &scoutv1.FetchHead{Status: 200}
 	for name, msgs := range map[string][]*scoutv1.FetchResponse{
@@ -108,10 +112,86 @@ func TestClientDistrustsTheStream(t *testing.T) {
 		"lying size":    {{Head: head}, {Chunk: []byte("abc"), Trailer: &scoutv1.FetchTrailer{Size: 4, Sha256: "x"}}},
 		"lying digest":  {{Head: head}, {Chunk: []byte("abc"), Trailer: &scoutv1.FetchTrailer{Size: 3, Sha256: strings.Repeat("0", 64)}}},
 		"no head":       {{Chunk: []byte("abc")}},
-		"after trailer": {{Head: head, Trailer: &scoutv1.FetchTrailer{Size: 0, Sha256: "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"}}, {Chunk: []byte("more")}},
+		"after trailer": {{Head: head, Trailer: &scoutv1.FetchTrailer{Size: 0, Sha256: emptySHA}}, {Chunk: []byte("more")}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			sock := serveLiar(t, &lyingScout{fetch: msgs})
+			cc, err := door.Dial(sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { _ = cc.Close() }()
+			var body bytes.Buffer
+			if _, err := New(cc).Fetch(context.Background(), &scoutv1.FetchRequest{Url: "https://x.test/"}, &body); !errors.Is(err, ErrIncomplete) {
+				t.Fatalf("err = %v, want ErrIncomplete", err)
+			}
+		})
+	}
+}
+
+const emptySHA = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+
+// serveRawLiar is a unix door that answers every raw line with script.
+func serveRawLiar(t *testing.T, script []byte) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "scout.sock")
+	ln, err := door.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer func() { _ = c.Close() }()
+				if _, err := bufio.NewReader(c).ReadString('\n'); err != nil {
+					return
+				}
+				_, _ = c.Write(script)
+			}()
+		}
+	}()
+	return sock
+}
+
+func frame(p string) string {
+	var h [4]byte
+	binary.BigEndian.PutUint32(h[:], uint32(len(p)))
+	return string(h[:]) + p
+}
+
+const (
+	rawHead = `{"status":200,"content_type":"text/plain","final_url":"https://x.test/","declared_length":-1}` + "\n"
+	abcSHA  = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	rawEnd  = "\x00\x00\x00\x00"
+)
+
+// Run (raw on a unix door) writes nothing, to stdout or a file, unless the
+// body ended with a zero-length frame and a trailer whose size matches.
+func TestRawClientDistrustsTheStream(t *testing.T) {
+	for name, script := range map[string]string{
+		"closed after the head":    rawHead,
+		"no end frame":             rawHead + frame("partial"),
+		"cut within a frame":       rawHead + frame("abcdef")[:7],
+		"cut within a header":      rawHead + frame("abc") + "\x00\x00",
+		"no trailer":               rawHead + frame("abc") + rawEnd,
+		"cut trailer":              rawHead + frame("abc") + rawEnd + `{"size":3,"sha256":"` + abcSHA,
+		"lying size":               rawHead + frame("abc") + rawEnd + `{"size":4,"sha256":"` + abcSHA + "\"}\n",
+		"malformed digest":         rawHead + frame("abc") + rawEnd + `{"size":3,"sha256":"x"}` + "\n",
+		"no digest":                rawHead + frame("abc") + rawEnd + `{"size":3}` + "\n",
+		"data after the trailer":   rawHead + frame("abc") + rawEnd + `{"size":3,"sha256":"` + abcSHA + "\"}\nmore",
+		"oversized frame":          rawHead + "\x00\x20\x00\x00" + strings.Repeat("a", 64),
+		"head without a status":    "{}\n" + frame("abc") + rawEnd + `{"size":3,"sha256":"` + abcSHA + "\"}\n",
+		"unknown head field":       `{"status":200,"x":1}` + "\n" + frame("abc") + rawEnd + `{"size":3,"sha256":"` + abcSHA + "\"}\n",
+		"head is not json":         "HTTP/1.1 200 OK\n",
+		"trailer with extra field": rawHead + frame("abc") + rawEnd + `{"size":3,"sha256":"` + abcSHA + `","ok":true}` + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			sock := serveRawLiar(t, []byte(script))
 			out := filepath.Join(t.TempDir(), "body")
 			var stdout, stderr bytes.Buffer
 			err := Run(context.Background(), []string{"--door", sock, "fetch", "https://x.test/", "-o", out}, IO{Stdout: &stdout, Stderr: &stderr})
@@ -126,6 +206,47 @@ func TestClientDistrustsTheStream(t *testing.T) {
 				t.Fatalf("stdout fetch: err %v, %d bytes written", err, stdout.Len())
 			}
 		})
+	}
+}
+
+// A complete raw answer is written; a refusal in the head or after part of
+// the body is reported with its code and reason, and nothing is written.
+func TestRawClientAnswers(t *testing.T) {
+	sock := serveRawLiar(t, []byte(rawHead+frame("ab")+frame("c")+rawEnd+`{"size":3,"sha256":"`+abcSHA+"\"}\n"))
+	var stdout, stderr bytes.Buffer
+	if err := Run(context.Background(), []string{"--door", sock, "fetch", "https://x.test/"}, IO{Stdout: &stdout, Stderr: &stderr}); err != nil || stdout.String() != "abc" {
+		t.Fatalf("fetch: %v, stdout %q", err, stdout.String())
+	}
+	for name, script := range map[string]string{
+		"head":  `{"error":{"code":"PERMISSION_DENIED","reason":"not_allowlisted","message":"not_allowlisted: x.test\nhint: ask"}}` + "\n",
+		"trail": rawHead + frame("abc") + rawEnd + `{"size":0,"error":{"code":"PERMISSION_DENIED","reason":"not_allowlisted","message":"m"}}` + "\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			sock := serveRawLiar(t, []byte(script))
+			out := filepath.Join(t.TempDir(), "body")
+			var stdout, stderr bytes.Buffer
+			err := Run(context.Background(), []string{"--door", sock, "fetch", "https://x.test/", "-o", out}, IO{Stdout: &stdout, Stderr: &stderr})
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Code != codes.PermissionDenied || ce.Reason != "not_allowlisted" {
+				t.Fatalf("err = %v, want PermissionDenied/not_allowlisted", err)
+			}
+			if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) != 0 {
+				t.Errorf("a refused fetch left %d files", len(ents))
+			}
+		})
+	}
+}
+
+func TestRawPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/run/doors/scoutd.sock":        "/run/doors/scoutd.sock",
+		"unix:///run/doors/scoutd.sock": "/run/doors/scoutd.sock",
+		"127.0.0.1:4000":                "",
+		"localhost:4000":                "",
+	} {
+		if got := RawPath(in); got != want {
+			t.Errorf("RawPath(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
 
