@@ -59,3 +59,17 @@ func TestUsage(t *testing.T) {
 		t.Errorf("serve with a bad entry: %v", err)
 	}
 }
+
+func TestRawDoor(t *testing.T) {
+	for _, tc := range []struct{ path, token, want string }{
+		{"/run/doors/netd.sock", "", "/run/doors/netd.sock"},
+		{"unix:///run/doors/netd.sock", "", "/run/doors/netd.sock"},
+		{"/run/doors/netd.sock", "tok", ""},
+		{"127.0.0.1:7000", "tok", ""},
+		{"127.0.0.1:7000", "", ""},
+	} {
+		if got := rawDoor(tc.path, tc.token); got != tc.want {
+			t.Errorf("rawDoor(%q, %q) = %q, want %q", tc.path, tc.token, got, tc.want)
+		}
+	}
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -20,6 +21,7 @@ func relayCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	fs := newFlags("relay", stderr)
 	listen := fs.String("listen", DefaultListen, "loopback `ADDR` to serve the HTTP proxy on")
 	doorPath := fs.String("door", DefaultDoor, "net door socket `PATH`, or the loopback host:port of a TCP door (token in $"+EnvDoorToken+")")
+	grpcOnly := fs.Bool("grpc", false, "carry tunnels on gRPC streams even on a unix door (the raw fast path is the default there)")
 	headTimeout := fs.Duration("head-timeout", relay.DefaultHeadTimeout, "drop a client whose request head takes longer")
 	level := fs.String("log-level", "info", "log level (debug, info, warn, error)")
 	if ok, err := parse(fs, args); !ok {
@@ -41,14 +43,34 @@ func relayCmd(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log.Info("netd relay serving", slog.String("listen", l.Addr().String()), slog.String("door", *doorPath))
-	r := relay.New(relay.Config{Door: netv1.NewEgressServiceClient(cc), DoorName: *doorPath, Logger: log, HeadTimeout: *headTimeout})
+	raw := ""
+	if !*grpcOnly {
+		raw = rawDoor(*doorPath, os.Getenv(EnvDoorToken))
+	}
+	log.Info("netd relay serving", slog.String("listen", l.Addr().String()), slog.String("door", *doorPath), slog.Bool("raw", raw != ""))
+	r := relay.New(relay.Config{Door: netv1.NewEgressServiceClient(cc), RawDoor: raw, DoorName: *doorPath, Logger: log, HeadTimeout: *headTimeout})
 	return r.Serve(ctx, l)
 }
 
 // EnvDoorToken carries the bearer token of a loopback TCP door
 // (DOORS_TCP=1, where unix sockets cannot be shared); a unix door needs none.
 const EnvDoorToken = "NETD_DOOR_TOKEN"
+
+// rawDoor is the socket path raw tunnels go to: a unix door's path, or ""
+// for a TCP door (raw connections carry no bearer token, so TCP doors
+// refuse them and tunnels there stay on gRPC streams).
+func rawDoor(path, token string) string {
+	if token != "" {
+		return ""
+	}
+	if p, ok := strings.CutPrefix(path, "unix://"); ok {
+		return p
+	}
+	if strings.HasPrefix(path, "/") {
+		return path
+	}
+	return ""
+}
 
 // dialDoor connects lazily to a door, reconnecting quickly when netd comes
 // back after a restart.

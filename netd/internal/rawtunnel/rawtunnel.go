@@ -141,12 +141,20 @@ func (v Verdict) Write(w io.Writer) error {
 	return err
 }
 
-// ErrNoVerdict reports a connection that ended before a verdict line: a
-// door that does not speak the raw protocol closes it so.
+// ErrNoVerdict reports a connection that ended before a verdict line, or
+// whose answer is not one: a door that does not serve raw connections hands
+// them to its gRPC server, which answers with HTTP/2 frames and closes.
 var ErrNoVerdict = errors.New("no verdict line")
 
 // ReadVerdict reads one verdict line from br, at most MaxVerdict bytes.
 func ReadVerdict(br *bufio.Reader) (Verdict, error) {
+	first, err := br.Peek(1)
+	if err != nil {
+		return Verdict{}, fmt.Errorf("%w: %w", ErrNoVerdict, err)
+	}
+	if first[0] != '{' {
+		return Verdict{}, fmt.Errorf("%w: answer starts with 0x%02x", ErrNoVerdict, first[0])
+	}
 	var line []byte
 	for {
 		chunk, err := br.ReadSlice('\n')
@@ -159,9 +167,6 @@ func ReadVerdict(br *bufio.Reader) (Verdict, error) {
 		}
 		if errors.Is(err, bufio.ErrBufferFull) {
 			continue
-		}
-		if len(line) == 0 {
-			return Verdict{}, fmt.Errorf("%w: %w", ErrNoVerdict, err)
 		}
 		return Verdict{}, fmt.Errorf("truncated verdict line: %w", err)
 	}

@@ -58,6 +58,11 @@ type Config struct {
 	Door netv1.EgressServiceClient
 	// DoorName names the door in errors, e.g. its socket path.
 	DoorName string
+	// RawDoor, when set, is the net door's unix socket path: tunnels are
+	// carried as raw connections on it (package rawtunnel), and Door is the
+	// fallback for a request the raw line cannot carry or a door that
+	// closes the connection without a verdict (a netd without raw tunnels).
+	RawDoor string
 	// Logger receives connection-level events; nil discards them.
 	Logger *slog.Logger
 	// MaxHead caps a request head; 0 means DefaultMaxHead.
@@ -198,6 +203,23 @@ func (r *Relay) ServeConn(ctx context.Context, c net.Conn) {
 		r.refuseLocal(c, badHead(ReasonBadRequest, "unsupported request target form"))
 		return
 	}
+	var early []byte
+	var body io.Reader
+	if open.Verb == netv1.Verb_VERB_CONNECT {
+		early, body = rest, c
+	} else {
+		early, body = fwd, requestBody(h, rest, c)
+	}
+	if r.cfg.RawDoor != "" {
+		if line, err := rawLine(open); err == nil && r.serveRaw(ctx, c, line, early, body, open.Verb == netv1.Verb_VERB_CONNECT) {
+			return
+		}
+	}
+	r.serveGRPC(ctx, c, open, early, body)
+}
+
+// serveGRPC carries a tunnel as an EgressService.Tunnel stream.
+func (r *Relay) serveGRPC(ctx context.Context, c net.Conn, open *netv1.Open, early []byte, body io.Reader) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	stream, v, err := r.open(ctx, open)
@@ -216,21 +238,13 @@ func (r *Relay) ServeConn(ctx context.Context, c net.Conn) {
 		writeStatus(c, statusOf(v.GetDecision()), v.GetReason(), "netd: "+v.GetMessage())
 		return
 	}
-	var body io.Reader
-	switch {
-	case open.Verb == netv1.Verb_VERB_CONNECT:
+	if open.Verb == netv1.Verb_VERB_CONNECT {
 		if _, err := io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n"); err != nil {
 			return
 		}
-		if err := sendData(stream, rest); err != nil {
-			return
-		}
-		body = c
-	default:
-		if err := sendData(stream, fwd); err != nil {
-			return
-		}
-		body = requestBody(h, rest, c)
+	}
+	if err := sendData(stream, early); err != nil {
+		return
 	}
 	r.pump(cancel, c, stream, body)
 }

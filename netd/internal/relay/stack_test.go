@@ -153,6 +153,10 @@ type stackOpts struct {
 	echo    bool
 	relay   Config
 	timeout time.Duration
+	// grpcOnly carries tunnels on gRPC streams instead of raw connections.
+	grpcOnly bool
+	// noRawServer leaves raw tunnels out of netd's doors (an older netd).
+	noRawServer bool
 }
 
 func newStack(t testing.TB, o stackOpts) *stack {
@@ -188,8 +192,12 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	})
 	s.srv = server.New(s.eng, log, o.limits)
 	dir := shortDir(t)
+	raw := s.srv.Raw
+	if o.noRawServer {
+		raw = nil
+	}
 	m, err := door.NewMinter(door.MinterConfig{Door: "net", Dir: filepath.Join(dir, "doors"), Logger: log,
-		Register: s.srv.Register, Counters: s.srv.Counters,
+		Register: s.srv.Register, Raw: raw, Counters: s.srv.Counters,
 		Validate: func(b door.Binding) error { return egress.ValidateCaveats(b.Caveats) }})
 	if err != nil {
 		t.Fatal(err)
@@ -206,6 +214,9 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	cfg := o.relay
 	cfg.Door = netv1.NewEgressServiceClient(cc)
 	cfg.DoorName = s.door
+	if !o.grpcOnly {
+		cfg.RawDoor = s.door
+	}
 	cfg.Logger = log
 	l, err := Listen("127.0.0.1:0")
 	if err != nil {

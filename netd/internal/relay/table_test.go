@@ -1,12 +1,15 @@
 package relay
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/bounded-systems/claude-box/guestroom/dest"
+	"github.com/bounded-systems/claude-box/guestroom/door"
 	"github.com/bounded-systems/claude-box/netd/internal/egress"
+	"github.com/bounded-systems/claude-box/netd/internal/server"
 )
 
 // tableSpec is the policy every row of the table runs against. Names
@@ -188,9 +191,59 @@ func TestTable(t *testing.T) {
 	if len(rows) < 80 {
 		t.Fatalf("table has %d rows, want at least 80", len(rows))
 	}
+	// The relay carries tunnels on raw door connections by default; the
+	// gRPC stream is the fallback (TCP doors, lines the raw protocol cannot
+	// carry). Every row must come out the same on both.
+	for _, transport := range []string{server.TransportRaw, server.TransportGRPC} {
+		t.Run(transport, func(t *testing.T) {
+			s := runTable(t, rows, transport == server.TransportGRPC)
+			n, grpcReasons := transportCounts(t, s.logs.String())
+			if transport == server.TransportGRPC && n[server.TransportRaw] != 0 {
+				t.Fatalf("grpc-only relay made %d raw tunnels", n[server.TransportRaw])
+			}
+			// Only the rows whose target no raw line can carry (non-ASCII
+			// names, which netd refuses as bad targets) fall back to gRPC.
+			if transport == server.TransportRaw {
+				if n[server.TransportRaw] < 60 {
+					t.Fatalf("raw relay: tunnels by transport %v", n)
+				}
+				for _, r := range grpcReasons {
+					if r != "bad_target" {
+						t.Fatalf("raw relay fell back to grpc for a %s tunnel", r)
+					}
+				}
+			}
+		})
+	}
+}
+
+// transportCounts counts the tunnel audit records in logs by transport,
+// and returns the verdicts of those carried by gRPC.
+func transportCounts(t *testing.T, logs string) (map[string]int, []string) {
+	t.Helper()
+	n := map[string]int{}
+	var grpcVerdicts []string
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		if m[door.KeyMethod] == "Tunnel" {
+			tr, _ := m[server.KeyTransport].(string)
+			n[tr]++
+			if tr == server.TransportGRPC {
+				v, _ := m[server.KeyVerdict].(string)
+				grpcVerdicts = append(grpcVerdicts, v)
+			}
+		}
+	}
+	return n, grpcVerdicts
+}
+
+func runTable(t *testing.T, rows []row, grpcOnly bool) *stack {
 	// Timeouts generous enough that a loaded machine never turns a prompt
 	// head or a loopback connect into a 408 or 504; the slow cases wait them out.
-	s := newStack(t, stackOpts{spec: tableSpec, timeout: time.Second, relay: Config{HeadTimeout: time.Second}})
+	s := newStack(t, stackOpts{spec: tableSpec, timeout: time.Second, relay: Config{HeadTimeout: time.Second}, grpcOnly: grpcOnly})
 	for _, tc := range rows {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(s.dialedAddrs())
@@ -214,6 +267,7 @@ func TestTable(t *testing.T) {
 			}
 		})
 	}
+	return s
 }
 
 // TestForwardedHead proves an allowed absolute-form request reaches the
