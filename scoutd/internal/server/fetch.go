@@ -28,8 +28,19 @@ type fetchSink interface {
 	scout.BodyWriter
 	// finish delivers the trailer of a complete body.
 	finish(scout.Digest) error
-	// delivered is the body bytes handed to the transport so far.
-	delivered() int64
+}
+
+// counted counts the body bytes a fetch produced, whatever the transport
+// buffers, so the audit record's bytes do not depend on the framing.
+type counted struct {
+	fetchSink
+	n int64
+}
+
+func (c *counted) Write(p []byte) (int, error) {
+	k, err := c.fetchSink.Write(p)
+	c.n += int64(k)
+	return k, err
 }
 
 // fetch is the one fetch both transports (the gRPC stream and the raw fast
@@ -46,12 +57,13 @@ func (s *Server) fetch(ctx context.Context, a fetchArgs, sink fetchSink) error {
 	}
 	defer release()
 	b, _ := door.BindingFrom(ctx)
-	head, dg, err := s.scout.Fetch(ctx, scout.FetchRequest{URL: a.URL, MaxBytes: a.MaxBytes, Timeout: a.Timeout, Caveats: b.Caveats}, sink)
+	cs := &counted{fetchSink: sink}
+	head, dg, err := s.scout.Fetch(ctx, scout.FetchRequest{URL: a.URL, MaxBytes: a.MaxBytes, Timeout: a.Timeout, Caveats: b.Caveats}, cs)
 	if err == nil {
 		err = sink.finish(dg)
 	}
 	s.audit(ctx, "fetch", target, err, start,
-		slog.Int64(keyBytes, sink.delivered()), slog.Int(keyStatus, head.Status), slog.String(keySHA256, dg.SHA256))
+		slog.Int64(keyBytes, cs.n), slog.Int(keyStatus, head.Status), slog.String(keySHA256, dg.SHA256))
 	return err
 }
 
@@ -68,7 +80,6 @@ func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingSer
 type fetchWriter struct {
 	stream grpc.ServerStreamingServer[scoutv1.FetchResponse]
 	buf    []byte
-	sent   int64
 }
 
 func (w *fetchWriter) WriteHead(h scout.Head) error {
@@ -103,7 +114,6 @@ func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
 	if err := w.stream.Send(&scoutv1.FetchResponse{Chunk: w.buf, Trailer: tr}); err != nil {
 		return err
 	}
-	w.sent += int64(len(w.buf))
 	w.buf = w.buf[:0] // Send has encoded the message: the buffer is ours again
 	return nil
 }
@@ -111,8 +121,6 @@ func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
 func (w *fetchWriter) finish(d scout.Digest) error {
 	return w.flush(&scoutv1.FetchTrailer{Size: d.Size, Sha256: d.SHA256})
 }
-
-func (w *fetchWriter) delivered() int64 { return w.sent }
 
 // Raw serves the raw fetch protocol (package wire) on a door, the fast path
 // of `scout fetch` on a unix door (door.MinterConfig.Raw). It runs the same
@@ -155,7 +163,6 @@ type rawWriter struct {
 	idle     time.Duration
 	buf      []byte
 	headSent bool
-	sent     int64
 }
 
 // write writes p, failing when the client takes no bytes for the idle
@@ -208,7 +215,6 @@ func (w *rawWriter) flush() error {
 	if err := w.write(w.buf); err != nil {
 		return err
 	}
-	w.sent += int64(n)
 	w.buf = w.buf[:wire.FrameHeader]
 	return nil
 }
@@ -228,8 +234,6 @@ func (w *rawWriter) finish(d scout.Digest) error {
 	}
 	return w.end(wire.End{Size: d.Size, SHA256: d.SHA256})
 }
-
-func (w *rawWriter) delivered() int64 { return w.sent }
 
 // fail tells the client why the fetch failed: as the head when no head was
 // sent, else after the body frames sent so far (the buffered rest is
