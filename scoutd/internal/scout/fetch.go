@@ -125,12 +125,11 @@ func (s *Scout) Fetch(ctx context.Context, req FetchRequest, w BodyWriter) (Head
 	if err := w.WriteHead(head); err != nil {
 		return head, Digest{}, Classify(ctx, &errSink{err})
 	}
-	h := sha256.New()
-	n, err := copyBody(io.MultiWriter(w, h), body)
+	n, sum, err := copyBody(w, body)
 	if err != nil {
 		return head, Digest{}, Classify(ctx, err)
 	}
-	return head, Digest{Size: n, SHA256: hex.EncodeToString(h.Sum(nil))}, nil
+	return head, Digest{Size: n, SHA256: sum}, nil
 }
 
 func tooLarge(reason string, limit int64) *Error {
@@ -141,26 +140,73 @@ func badEncoding(err error) *Error {
 	return &Error{Kind: KindUnavailable, Reason: ReasonBadEncoding, Err: fmt.Errorf("gzip body: %w", err)}
 }
 
-// copyBody copies like io.Copy, telling writer failures (errSink) from
-// reader failures.
-func copyBody(w io.Writer, r io.Reader) (int64, error) {
-	buf := make([]byte, 64<<10)
+// Body copying: buffers of copyChunk bytes, copyBuffers of them in flight.
+const (
+	copyChunk   = 256 << 10
+	copyFill    = 128 << 10 // a read stops filling a buffer past this
+	copyBuffers = 4
+)
+
+// copyBody copies r to w like io.Copy and returns the size and the hex
+// sha256 of what it copied, telling writer failures (errSink) from reader
+// failures. The digest is computed beside the copy, on another goroutine,
+// so that on a machine of a few cores hashing overlaps reading and
+// writing instead of adding to them.
+func copyBody(w io.Writer, r io.Reader) (int64, string, error) {
+	free := make(chan []byte, copyBuffers)
+	for range copyBuffers {
+		free <- make([]byte, copyChunk)
+	}
+	toHash := make(chan []byte, copyBuffers)
+	hashed := make(chan string, 1)
+	go func() {
+		h := sha256.New()
+		for b := range toHash {
+			_, _ = h.Write(b)
+			free <- b[:cap(b)]
+		}
+		hashed <- hex.EncodeToString(h.Sum(nil))
+	}()
+	finish := func() string {
+		close(toHash)
+		return <-hashed
+	}
 	var n int64
 	for {
-		k, rerr := r.Read(buf)
+		buf := <-free
+		k, rerr := fill(r, buf)
 		if k > 0 {
+			toHash <- buf[:k]
 			if _, err := w.Write(buf[:k]); err != nil {
-				return n, &errSink{err}
+				finish()
+				return n, "", &errSink{err}
 			}
 			n += int64(k)
+		} else {
+			free <- buf
 		}
 		if rerr == io.EOF {
-			return n, nil
+			return n, finish(), nil
 		}
 		if rerr != nil {
-			return n, rerr
+			finish()
+			return n, "", rerr
 		}
 	}
+}
+
+// fill reads into buf until it holds copyFill bytes, r fails or ends, or
+// a read returns nothing.
+func fill(r io.Reader, buf []byte) (int, error) {
+	k := 0
+	for k < copyFill {
+		m, err := r.Read(buf[k:])
+		k += m
+		if err != nil || m == 0 {
+			return k, err
+		}
+	}
+	return k, nil
 }
 
 // capReader fails with a too-large error once more than max bytes came
