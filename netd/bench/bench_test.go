@@ -93,9 +93,10 @@ func setup(tb testing.TB, p proxy, target string, k int) (p50, p99 float64) {
 // -benchtime 1x; NETD_BENCH_BYTES and NETD_BENCH_SETUPS scale it down.
 func BenchmarkCompare(b *testing.B) {
 	u := newUpstream(b)
-	netdAddr := startNetd(b, u)
+	netdAddr := startNetd(b, u, false)
+	grpcAddr := startNetd(b, u, true)
 	smokeAddr := startSmokescreen(b)
-	proxies := []proxy{direct(), viaConnect("netd", netdAddr), viaConnect("smokescreen", smokeAddr)}
+	proxies := []proxy{direct(), viaConnect("netd", netdAddr), viaConnect("netd-grpc", grpcAddr), viaConnect("smokescreen", smokeAddr)}
 	if addr, _, ok := startTinyproxy(b, 200); ok {
 		tp := viaConnect("tinyproxy", addr)
 		tp.literal = true
@@ -130,6 +131,9 @@ func BenchmarkCompare(b *testing.B) {
 	b.ReportMetric(nd.p50/sm.p50, "netd/smokescreen-p50")
 	b.ReportMetric(nd.p99/sm.p99, "netd/smokescreen-p99")
 	b.ReportMetric(nd.p50/di.p50, "netd/direct-p50")
+	if g, ok := res["netd-grpc"]; ok {
+		b.ReportMetric(g.mibs/sm.mibs, "netd-grpc/smokescreen-throughput")
+	}
 	if tp, ok := res["tinyproxy"]; ok {
 		b.ReportMetric(nd.mibs/tp.mibs, "netd/tinyproxy-throughput")
 		b.ReportMetric(nd.p50/tp.p50, "netd/tinyproxy-p50")

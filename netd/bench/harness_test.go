@@ -234,9 +234,11 @@ func startTinyproxy(tb testing.TB, maxClients int) (addr string, pid int, ok boo
 }
 
 // startNetd runs the whole net door in-process: relay on loopback TCP →
-// gRPC over a unix-socket standing door → server → egress engine, with
-// JSON audit logging (to io.Discard) as in production.
-func startNetd(tb testing.TB, u *upstream) string {
+// unix-socket standing door → server → egress engine, with JSON audit
+// logging (to io.Discard) as in production. Tunnels go as raw door
+// connections (the relay's default on a unix door), or as gRPC streams when
+// grpcOnly is set.
+func startNetd(tb testing.TB, u *upstream, grpcOnly bool) string {
 	tb.Helper()
 	pol, err := egress.Compile(egress.Spec{
 		Allow:        []string{fmt.Sprintf("up.bench:%d,up.bench:%d", port(u.banner), port(u.sink))},
@@ -252,7 +254,7 @@ func startNetd(tb testing.TB, u *upstream) string {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	m, err := door.NewMinter(door.MinterConfig{Door: "net", Dir: filepath.Join(dir, "d"), Logger: log, Register: srv.Register})
+	m, err := door.NewMinter(door.MinterConfig{Door: "net", Dir: filepath.Join(dir, "d"), Logger: log, Register: srv.Register, Raw: srv.Raw})
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -272,7 +274,11 @@ func startNetd(tb testing.TB, u *upstream) string {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = relay.New(relay.Config{Door: netv1.NewEgressServiceClient(cc), DoorName: path, Logger: log}).Serve(ctx, l)
+		raw := path
+		if grpcOnly {
+			raw = ""
+		}
+		_ = relay.New(relay.Config{Door: netv1.NewEgressServiceClient(cc), RawDoor: raw, DoorName: path, Logger: log}).Serve(ctx, l)
 	}()
 	tb.Cleanup(func() {
 		cancel()
