@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"path/filepath"
 	"strings"
@@ -36,7 +37,7 @@ func TestRelayOverTCPDoor(t *testing.T) {
 	port := l.Addr().(*net.TCPAddr).Port
 	dir := shortDir(t)
 	sock := filepath.Join(dir, "run", "netd.sock")
-	start(t, "serve", "--socket", sock, "--allow", fmt.Sprintf("up.test:%d", port),
+	srv := start(t, "serve", "--socket", sock, "--allow", fmt.Sprintf("up.test:%d", port),
 		"--resolve", "up.test=127.0.0.1", "--allow-private", "127.0.0.1/32")
 	waitFor(t, "control socket", 10*time.Second, func() bool { return door.Answers(sock) })
 	cc, err := door.Dial(sock)
@@ -92,5 +93,25 @@ func TestRelayOverTCPDoor(t *testing.T) {
 	}
 	if line := through("wrong"); !strings.HasPrefix(line, "HTTP/1.1 502") || !strings.Contains(line, "door_refused") {
 		t.Fatalf("with a wrong token: %q", line)
+	}
+	// The tunnel went over the gRPC stream: a TCP door refuses raw
+	// connections (they carry no token), so the relay never tries one there.
+	waitFor(t, "the tunnel's audit record", 10*time.Second, func() bool {
+		return strings.Contains(srv.stderr.String(), `"transport":"grpc"`)
+	})
+	if strings.Contains(srv.stderr.String(), `"transport":"raw"`) {
+		t.Fatalf("a raw tunnel on a TCP door:\n%s", srv.stderr.String())
+	}
+	// A raw line sent straight to the TCP door gets no verdict: the
+	// connection is closed.
+	rc, err := net.Dial("tcp", minted.GetAddress())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	_ = rc.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(rc, "NETD-TUNNEL/1 CONNECT up.test:%d\n", port)
+	if got, err := io.ReadAll(rc); len(got) != 0 {
+		t.Fatalf("raw line on a TCP door answered %q (%v)", got, err)
 	}
 }

@@ -1,6 +1,7 @@
 // Package relay is the in-box half of the net door: an HTTP forward proxy
 // on loopback (what HTTPS_PROXY and HTTP_PROXY point at) that carries each
-// client connection to netd as one gRPC Tunnel stream. It parses request
+// client connection to netd as one raw door connection (package rawtunnel)
+// on a unix door, or as one gRPC Tunnel stream. It parses request
 // heads strictly and refuses what it cannot carry, but it decides nothing
 // about destinations: netd does.
 package relay

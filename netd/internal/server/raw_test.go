@@ -242,8 +242,8 @@ func TestRawAuditEqualsGRPC(t *testing.T) {
 		host   string
 	}{
 		{netv1.Verb_VERB_CONNECT, "echo.test:" + itoa(f.port), ""},
-		{netv1.Verb_VERB_CONNECT, "echo.test:1", ""},                         // caveat and allowlist deny
-		{netv1.Verb_VERB_CONNECT, "evil.test:443", ""},                       // not allowlisted
+		{netv1.Verb_VERB_CONNECT, "echo.test:1", ""},                          // caveat and allowlist deny
+		{netv1.Verb_VERB_CONNECT, "evil.test:443", ""},                        // not allowlisted
 		{netv1.Verb_VERB_HTTP, "http://echo.test:" + itoa(f.port) + "/", "x"}, // host mismatch
 	}
 	var grpcLogs, rawLogs string

@@ -1,8 +1,10 @@
 // Package server adapts the egress engine to the wire: it serves
-// claudebox.net.v1.EgressService on a net door, converts between proto and
-// domain types, maps errors to gRPC status in one function, enforces the
-// per-launch and global tunnel caps and idle timeouts, audits one record per
-// decision, and keeps the counters netd status reports.
+// claudebox.net.v1.EgressService and raw tunnels (package rawtunnel) on a
+// net door, decides and records a tunnel in one place for both transports,
+// converts between proto and domain types, maps errors to gRPC status in
+// one function, enforces the per-launch and global tunnel caps and idle
+// timeouts, audits one record per decision, and keeps the counters netd
+// status reports.
 package server
 
 import (
