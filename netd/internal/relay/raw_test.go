@@ -46,6 +46,31 @@ func echoThrough(t *testing.T, addr, msg string) {
 	}
 }
 
+// waitTunnels waits for want tunnel audit records (an allowed tunnel is
+// recorded when netd has seen it close, which can be after the client has)
+// and returns them counted by transport.
+func waitTunnels(t *testing.T, s *stack, want int) map[string]int {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		n := map[string]int{}
+		if logs := s.logs.String(); logs != "" {
+			n, _ = transportCounts(t, logs)
+		}
+		total := 0
+		for _, k := range n {
+			total += k
+		}
+		if total >= want {
+			return n
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("tunnel records %v, want %d", n, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // A relay pointed at a netd whose doors do not serve raw tunnels carries
 // every tunnel on the gRPC stream instead, with the same answers.
 func TestRawFallsBackToGRPC(t *testing.T) {
@@ -54,7 +79,7 @@ func TestRawFallsBackToGRPC(t *testing.T) {
 	if got := roundTrip(t, s.relayAddr, connect("evil.test:443"), 0); got.status != 403 || got.reason != dest.ReasonNotAllowlisted {
 		t.Fatalf("denied: %+v", got)
 	}
-	n, _ := transportCounts(t, s.logs.String())
+	n := waitTunnels(t, s, 2)
 	if n[server.TransportRaw] != 0 || n[server.TransportGRPC] != 2 {
 		t.Fatalf("tunnels by transport %v", n)
 	}
@@ -65,7 +90,7 @@ func TestRawFallsBackToGRPC(t *testing.T) {
 func TestRawEchoThroughRelay(t *testing.T) {
 	s := newStack(t, stackOpts{echo: true, spec: echoSpec})
 	echoThrough(t, s.relayAddr, strings.Repeat("x", 1<<20))
-	n, _ := transportCounts(t, s.logs.String())
+	n := waitTunnels(t, s, 1)
 	if n[server.TransportRaw] != 1 || n[server.TransportGRPC] != 0 {
 		t.Fatalf("tunnels by transport %v", n)
 	}
