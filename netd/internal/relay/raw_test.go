@@ -107,3 +107,41 @@ func TestRawDoorDown(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 }
+
+// Closing netd's doors (revocation, shutdown) cuts a raw tunnel that is
+// open through the relay: the client sees its connection end.
+func TestRawTunnelCutThroughRelay(t *testing.T) {
+	s := newStack(t, stackOpts{echo: true, spec: echoSpec})
+	c, err := net.Dial("tcp", s.relayAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, connect("echo.test:443")+"ping"); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	want := "HTTP/1.1 200 Connection established\r\n\r\nping"
+	got := make([]byte, len(want))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != want {
+		t.Fatalf("got %q %v", got, err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	s.minter.Close(sctx)
+	if rest, err := io.ReadAll(br); len(rest) != 0 || (err != nil && !strings.Contains(err.Error(), "reset")) {
+		t.Fatalf("after the door closed: %q %v", rest, err)
+	}
+	if el := time.Since(start); el > 5*time.Second {
+		t.Fatalf("the tunnel took %v to end", el)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for s.srv.Counters()[server.CounterTunnelsOpen] != 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("netd still holds the tunnel")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
