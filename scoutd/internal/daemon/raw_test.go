@@ -81,6 +81,8 @@ func TestRawMalformedLines(t *testing.T) {
 		"SCOUT-FETCH/1 {\"url\":\"https://x.test/\"",
 		"SCOUT-FETCH/1 {\"url\":\"https://x.test/\",\"max_bytes\":-1}",
 		"SCOUT-FETCH/1 {\"url\":\"https://x.test/\",\"max_bytes\":1.5}",
+		"SCOUT-FETCH/1 {\"URL\":\"https://x.test/\"}",
+		"SCOUT-FETCH/1 {\"url\":\"https://x.test/\",\"url\":\"https://y.test/\"}",
 	} {
 		t.Run(line, func(t *testing.T) {
 			mark := len(w.log.String())
@@ -220,4 +222,15 @@ func codeReason(err error) (codes.Code, string) {
 		}
 	}
 	return st.Code(), ""
+}
+
+// A request too long for a raw line (the runtime reads 4 KiB) goes by gRPC
+// on a unix door and is served like any other.
+func TestLongRequestTakesGRPC(t *testing.T) {
+	w := startWorld(t)
+	url := w.content + "/blob?q=" + strings.Repeat("a", wire.MaxRequestLine)
+	out, _, err := w.scout(w.door, false, "fetch", url)
+	if err != nil || out != string(w.body) {
+		t.Fatalf("fetch of a long URL: %v (%d bytes)", err, len(out))
+	}
 }

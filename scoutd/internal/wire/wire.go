@@ -29,6 +29,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"google.golang.org/grpc/codes"
@@ -101,6 +102,9 @@ func ParseRequest(line string) (Request, error) {
 		return Request{}, fmt.Errorf("%w: want %q and a JSON request", ErrMalformed, Verb)
 	}
 	var r Request
+	if err := exactKeys([]byte(rest), "url", "max_bytes", "timeout_ms"); err != nil {
+		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
 	if err := decodeStrict([]byte(rest), &r); err != nil {
 		return Request{}, fmt.Errorf("%w: %v", ErrMalformed, err)
 	}
@@ -125,6 +129,36 @@ func decodeStrict(b []byte, v any) error {
 	}
 	if _, err := d.Token(); err != io.EOF {
 		return errors.New("data after the JSON object")
+	}
+	return nil
+}
+
+// exactKeys checks that b is one JSON object whose keys are among keys,
+// spelled exactly (encoding/json matches names case-insensitively) and
+// each at most once (it keeps the last of duplicates).
+func exactKeys(b []byte, keys ...string) error {
+	d := json.NewDecoder(bytes.NewReader(b))
+	if t, err := d.Token(); err != nil || t != json.Delim('{') {
+		return errors.New("want one JSON object")
+	}
+	seen := map[string]bool{}
+	for d.More() {
+		t, err := d.Token()
+		if err != nil {
+			return err
+		}
+		k, _ := t.(string)
+		if !slices.Contains(keys, k) {
+			return fmt.Errorf("unknown field %q", k)
+		}
+		if seen[k] {
+			return fmt.Errorf("field %q twice", k)
+		}
+		seen[k] = true
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return err
+		}
 	}
 	return nil
 }
