@@ -1,8 +1,10 @@
 // Package client is the in-box half of the scout door: the `scout` command
 // and the calls it makes. It asks the door for content and writes it out
-// without trusting it: a body counts only once its trailer arrived and its
-// digest matched, a snapshot is extracted with internal/extract, and text
-// for a terminal has its control characters escaped.
+// without trusting it: a body counts only once its trailer arrived and
+// matched what was received (its size, after an explicit end, on the raw
+// fast path; its size and digest on gRPC), a snapshot is extracted with
+// internal/extract, and text for a terminal has its control characters
+// escaped.
 package client
 
 import (

@@ -271,3 +271,13 @@ func TestClientRefusesEscapingSnapshot(t *testing.T) {
 		t.Errorf("refused snapshot left %v", ents)
 	}
 }
+
+// A unix door that is not there is reported as such, with the hint.
+func TestRawDoorMissing(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "none.sock")
+	var stdout, stderr bytes.Buffer
+	err := Run(context.Background(), []string{"--door", sock, "fetch", "https://x.test/"}, IO{Stdout: &stdout, Stderr: &stderr})
+	if err == nil || !strings.Contains(err.Error(), "hint: the scout door is not mounted") {
+		t.Fatalf("err = %v, want the missing-door hint", err)
+	}
+}
