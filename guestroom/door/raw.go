@@ -1,6 +1,7 @@
 package door
 
 import (
+	"errors"
 	"bufio"
 	"bytes"
 	"context"
@@ -44,6 +45,15 @@ type sniffedConn struct {
 }
 
 func (c *sniffedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+
+// CloseWrite half-closes the connection when the underlying one can (unix
+// and TCP connections can), so a raw handler can signal end of stream.
+func (c *sniffedConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.New("connection cannot half-close")
+}
 
 // muxListener hands gRPC connections to the gRPC server and raw ones to a
 // RawHandler.

@@ -88,6 +88,9 @@ func TestRawAndGRPCShareADoor(t *testing.T) {
 	if echo, _ := br.ReadString('\n'); echo != "ping\n" {
 		t.Fatalf("echo %q", echo)
 	}
+	if _, ok := any(&sniffedConn{Conn: c}).(interface{ CloseWrite() error }); !ok {
+		t.Fatal("raw connections cannot half-close")
+	}
 	// gRPC still works on the same socket.
 	f := &fixture{audit: al}
 	resp, err := f.check(t, got.SocketPath, "x")
