@@ -1,10 +1,10 @@
 package door
 
 import (
-	"errors"
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"net"
 	"sync"
