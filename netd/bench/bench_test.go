@@ -274,3 +274,26 @@ func rssKiB(tb testing.TB, pid int) int64 {
 	n, _ := strconv.ParseInt(string(m[1]), 10, 64)
 	return n
 }
+
+// BenchmarkSetup measures one tunnel setup (CONNECT to first upstream byte)
+// per iteration through each peer, for profiling the setup path:
+// go test -run '^$' -bench Setup -cpuprofile cpu.out.
+func BenchmarkSetup(b *testing.B) {
+	u := newUpstream(b)
+	for _, p := range []proxy{viaConnect("netd", startNetd(b, u, false)), viaConnect("smokescreen", startSmokescreen(b))} {
+		b.Run(p.name, func(b *testing.B) {
+			target := p.target(port(u.banner))
+			one := make([]byte, 1)
+			for i := 0; i < b.N; i++ {
+				c, err := p.dial(target)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, one); err != nil {
+					b.Fatal(err)
+				}
+				c.Close()
+			}
+		})
+	}
+}
