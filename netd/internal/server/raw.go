@@ -15,8 +15,14 @@ import (
 	netv1 "github.com/bounded-systems/claude-box/proto/claudebox/net/v1"
 )
 
-// rawBuf is the copy buffer of a raw tunnel, each way.
+// rawBuf is the copy buffer of a raw tunnel that moves bulk data, each way.
 const rawBuf = 256 << 10
+
+// rawFirstBuf is the first copy buffer of a raw tunnel, each way: small, so
+// that setting up a tunnel (most carry a TLS handshake and a request) does
+// not allocate and zero large buffers; a read that fills it switches to
+// rawBuf.
+const rawFirstBuf = 4 << 10
 
 // verdictWriteTimeout bounds writing a verdict line to the relay.
 const verdictWriteTimeout = 5 * time.Second
@@ -113,7 +119,7 @@ func (s *Server) copyBoth(c, up net.Conn) (upN, downN int64) {
 // copyCounted copies src to dst, touching idle and adding to both counters
 // as bytes move. A clean EOF returns nil.
 func copyCounted(dst io.Writer, src io.Reader, idle *idleWatch, n, total *atomic.Int64) error {
-	buf := make([]byte, 32<<10)
+	buf := make([]byte, rawFirstBuf)
 	for {
 		r, rerr := src.Read(buf)
 		if r > 0 {
