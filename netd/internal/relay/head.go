@@ -56,12 +56,14 @@ func readHead(c net.Conn, limit int, deadline time.Time) ([]byte, []byte, error)
 		return nil, nil, err
 	}
 	buf := make([]byte, 0, 4096)
-	chunk := make([]byte, 4096)
 	for {
-		n, err := c.Read(chunk)
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := c.Read(buf[len(buf):cap(buf)])
 		if n > 0 {
 			start := max(0, len(buf)-3)
-			buf = append(buf, chunk[:n]...)
+			buf = buf[:len(buf)+n]
 			if !methodPrefix(buf) {
 				return nil, nil, badHead(ReasonBadRequest, "not an HTTP/1 request")
 			}
