@@ -174,26 +174,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	control := door.NewServer(door.Config{Door: server.DoorName, Logger: log, Authorize: door.SameUser()})
-	m.RegisterControl(control.GRPC())
 	// SIGHUP re-reads the policy; caught before anything listens, so it can
 	// never kill a serving keeperd.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	l, err := door.Listen(*sock)
+	control, err := door.ServeControl(m, *sock, log)
 	if err != nil {
-		m.Close(context.Background())
 		return err
 	}
-	served := make(chan error, 1)
-	go func() { served <- control.Serve(l) }()
-	shutdown := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		control.Stop(sctx)
-		m.Close(sctx)
-	}
+	served := control.Done()
+	shutdown := func() { control.Shutdown(5 * time.Second) }
 	if *doorPath != "" {
 		abs, err := filepath.Abs(*repo)
 		if err != nil {

@@ -65,25 +65,16 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	control := door.NewServer(door.Config{Door: "net", Logger: log, Authorize: door.SameUser()})
-	m.RegisterControl(control.GRPC())
 	// SIGHUP is caught before anything listens, so it can never kill a serving netd.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-	l, err := door.Listen(*sock)
+	control, err := door.ServeControl(m, *sock, log)
 	if err != nil {
-		m.Close(context.Background())
 		return err
 	}
-	served := make(chan error, 1)
-	go func() { served <- control.Serve(l) }()
-	shutdown := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		control.Stop(sctx)
-		m.Close(sctx)
-	}
+	served := control.Done()
+	shutdown := func() { control.Shutdown(5 * time.Second) }
 	if *doorPath != "" {
 		if err := m.Standing(*doorPath, door.Binding{Account: "default", LaunchID: door.StandingDoorID}); err != nil {
 			shutdown()

@@ -194,21 +194,12 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		return err
 	}
-	control := door.NewServer(door.Config{Door: "scout", Logger: log, Authorize: door.SameUser()})
-	m.RegisterControl(control.GRPC())
-	l, err := door.Listen(*sock)
+	control, err := door.ServeControl(m, *sock, log)
 	if err != nil {
-		m.Close(context.Background())
 		return err
 	}
-	served := make(chan error, 1)
-	go func() { served <- control.Serve(l) }()
-	shutdown := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		control.Stop(sctx)
-		m.Close(sctx)
-	}
+	served := control.Done()
+	shutdown := func() { control.Shutdown(5 * time.Second) }
 	if *doorPath != "" {
 		if err := m.Standing(*doorPath, door.Binding{Account: "default", LaunchID: door.StandingDoorID}); err != nil {
 			shutdown()
