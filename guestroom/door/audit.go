@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync/atomic"
+	"unicode/utf8"
 )
 
 // Audit record keys: the same fields, in the same order, on every record.
@@ -104,9 +105,17 @@ func Audit(ctx context.Context, log *slog.Logger, r Record) {
 // hold what a guest chose, and one request must not write a megabyte of log.
 const maxField = 1024
 
-func clip(s string) string {
-	if len(s) <= maxField {
+func clip(s string) string { return Clip(s, maxField) }
+
+// Clip cuts s to at most n bytes on a rune boundary and marks the cut with
+// the original length, for audit fields a guest chose.
+func Clip(s string, n int) string {
+	if len(s) <= n {
 		return s
 	}
-	return s[:maxField] + "…(" + strconv.Itoa(len(s)) + " bytes)"
+	cut := n
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }

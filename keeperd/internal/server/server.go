@@ -15,7 +15,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/bounded-systems/claude-box/guestroom/door"
 	"github.com/bounded-systems/claude-box/keeperd/internal/keeper"
@@ -226,16 +225,7 @@ func reasonOf(err error) string {
 const maxAuditString = 1024
 
 // bounded cuts s to maxAuditString bytes (on a rune boundary), marking the cut.
-func bounded(s string) string {
-	if len(s) <= maxAuditString {
-		return s
-	}
-	cut := maxAuditString
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + fmt.Sprintf("…(%d bytes)", len(s))
-}
+func bounded(s string) string { return door.Clip(s, maxAuditString) }
 
 // finish audits one request and converts its error.
 func (s *Server) finish(ctx context.Context, l keeper.Launch, op string, err error, attrs ...slog.Attr) error {

@@ -18,7 +18,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -424,16 +423,7 @@ func (s *Server) audit(ctx context.Context, method, asked string, verb netv1.Ver
 const maxAuditString = 512
 
 // bounded cuts s to maxAuditString bytes (on a rune boundary), marking the cut.
-func bounded(s string) string {
-	if len(s) <= maxAuditString {
-		return s
-	}
-	cut := maxAuditString
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…(" + strconv.Itoa(len(s)) + " bytes)"
-}
+func bounded(s string) string { return door.Clip(s, maxAuditString) }
 
 // redactTarget keeps what a target names and drops what can carry
 // credentials: userinfo (refused anyway, but logged as asked) and an

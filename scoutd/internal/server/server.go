@@ -276,16 +276,7 @@ func (s *Server) audit(ctx context.Context, kind, target string, err error, star
 const maxAuditString = 1024
 
 // bounded cuts s to maxAuditString bytes (on a rune boundary), marking the cut.
-func bounded(s string) string {
-	if len(s) <= maxAuditString {
-		return s
-	}
-	cut := maxAuditString
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…(" + itoa(int64(len(s))) + " bytes)"
-}
+func bounded(s string) string { return door.Clip(s, maxAuditString) }
 
 // toStatus is the one place domain errors become gRPC status: a code by
 // kind, a message with the reason and a hint, and an ErrorInfo carrying
