@@ -13,8 +13,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Paths the entrypoint reads; a test points them at fixtures.
@@ -25,6 +28,8 @@ type Paths struct {
 	PidsMax []string
 	// NetSocket is the net door's socket in the box.
 	NetSocket string
+	// Nproc reads RLIMIT_NPROC (soft, hard).
+	Nproc func() (soft, hard uint64, err error)
 }
 
 // DefaultPaths are the real paths in a box.
@@ -32,15 +37,35 @@ var DefaultPaths = Paths{
 	Status:    "/proc/self/status",
 	PidsMax:   []string{"/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/pids/pids.max"},
 	NetSocket: "/run/doors/netd.sock",
+	Nproc: func() (uint64, uint64, error) {
+		var r unix.Rlimit
+		err := unix.Getrlimit(unix.RLIMIT_NPROC, &r)
+		return r.Cur, r.Max, err
+	},
 }
+
+// EnvPidsLimit carries the pids limit the launcher promised the box.
+const EnvPidsLimit = "CLAUDE_BOX_PIDS_LIMIT"
+
+// DefaultPidsLimit is the promise when the launcher named none (the image
+// run by hand): the launcher's default.
+const DefaultPidsLimit = 1024
 
 // ErrFloor reports a floor the box does not have.
 var ErrFloor = errors.New("refusing to start: the promised security floor is missing")
 
 // CheckFloor verifies: not root, no effective capabilities, no_new_privs,
-// seccomp filtering, and a numeric pids limit. The error names every part
-// that is missing.
-func CheckFloor(p Paths, uid int) error {
+// seccomp filtering, and a process ceiling no higher than promised. The
+// error names every part that is missing.
+//
+// The ceiling is the cgroup's pids.max when the runtime set one. Rootless
+// podman on a cgroup v1 host cannot (it ignores every resource limit); there
+// the launcher sets RLIMIT_NPROC to the promised limit instead, which the
+// kernel counts per user namespace and per uid — every process of the box
+// user in this box, which runs in its own keep-id namespace — and which the
+// box user, with no capabilities, cannot raise. A hard RLIMIT_NPROC no
+// higher than the promise is accepted in place of a missing pids.max.
+func CheckFloor(p Paths, uid int, promised int64) error {
 	var missing []string
 	if uid == 0 {
 		missing = append(missing, "uid is 0 (want the box user, 1000)")
@@ -58,7 +83,7 @@ func CheckFloor(p Paths, uid int) error {
 	if v := st["Seccomp"]; v != "2" {
 		missing = append(missing, fmt.Sprintf("Seccomp is %q (want 2, filtering)", v))
 	}
-	if err := checkPids(p.PidsMax); err != nil {
+	if err := checkPids(p, promised); err != nil {
 		missing = append(missing, err.Error())
 	}
 	if len(missing) > 0 {
@@ -87,24 +112,62 @@ func readStatus(path string) (map[string]string, error) {
 	return out, nil
 }
 
-func checkPids(files []string) error {
-	for _, f := range files {
+func checkPids(p Paths, promised int64) error {
+	if promised <= 0 {
+		return fmt.Errorf("promised pids limit is %d (want a positive number)", promised)
+	}
+	cgroup := fmt.Sprintf("no pids.max in %s", strings.Join(p.PidsMax, ", "))
+	for _, f := range p.PidsMax {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
 		v := strings.TrimSpace(string(b))
 		if v == "max" || v == "" {
-			return fmt.Errorf("pids.max is %q (want a pids limit)", v)
+			cgroup = fmt.Sprintf("pids.max is %q", v)
+			break
 		}
-		for _, c := range v {
-			if c < '0' || c > '9' {
-				return fmt.Errorf("pids.max is %q (want a number)", v)
-			}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			return fmt.Errorf("pids.max is %q (want a number)", v)
+		}
+		if n > promised {
+			return fmt.Errorf("pids.max is %d (want at most the promised %d)", n, promised)
 		}
 		return nil
 	}
-	return fmt.Errorf("no pids.max in %s (want a pids limit)", strings.Join(files, ", "))
+	if p.Nproc == nil {
+		return fmt.Errorf("%s (want a pids limit)", cgroup)
+	}
+	soft, hard, err := p.Nproc()
+	if err != nil {
+		return fmt.Errorf("%s, and RLIMIT_NPROC is unreadable: %v (want a pids limit)", cgroup, err)
+	}
+	if hard == unix.RLIM_INFINITY || hard > uint64(promised) || soft > hard {
+		return fmt.Errorf("%s, and RLIMIT_NPROC is %s (want a pids limit, or RLIMIT_NPROC at most the promised %d)", cgroup, rlim(hard), promised)
+	}
+	return nil
+}
+
+func rlim(v uint64) string {
+	if v == unix.RLIM_INFINITY {
+		return "unlimited"
+	}
+	return strconv.FormatUint(v, 10)
+}
+
+// Promised reads the pids limit the launcher promised from the environment;
+// absent, it is DefaultPidsLimit.
+func Promised(getenv func(string) string) (int64, error) {
+	v := getenv(EnvPidsLimit)
+	if v == "" {
+		return DefaultPidsLimit, nil
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("%w: %s is %q (want a positive number)", ErrFloor, EnvPidsLimit, v)
+	}
+	return n, nil
 }
 
 // Config is one run of the entrypoint.
@@ -127,7 +190,11 @@ type Config struct {
 // Run verifies the floor, starts the relay if the net door is mounted, and
 // execs the program. With no program and no TTY it waits for ctx.
 func Run(ctx context.Context, c Config) error {
-	if err := CheckFloor(c.Paths, c.UID); err != nil {
+	promised, err := Promised(c.Getenv)
+	if err != nil {
+		return err
+	}
+	if err := CheckFloor(c.Paths, c.UID, promised); err != nil {
 		return err
 	}
 	args := c.Args

@@ -8,12 +8,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func fixture(t *testing.T, status, pids string) Paths {
 	t.Helper()
 	dir := t.TempDir()
-	p := Paths{Status: filepath.Join(dir, "status"), PidsMax: []string{filepath.Join(dir, "v2"), filepath.Join(dir, "v1")}, NetSocket: filepath.Join(dir, "netd.sock")}
+	p := Paths{Status: filepath.Join(dir, "status"), PidsMax: []string{filepath.Join(dir, "v2"), filepath.Join(dir, "v1")}, NetSocket: filepath.Join(dir, "netd.sock"),
+		Nproc: func() (uint64, uint64, error) { return unix.RLIM_INFINITY, unix.RLIM_INFINITY, nil }}
 	if err := os.WriteFile(p.Status, []byte(status), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +31,7 @@ func fixture(t *testing.T, status, pids string) Paths {
 const goodStatus = "Name:\tx\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n"
 
 func TestCheckFloor(t *testing.T) {
-	if err := CheckFloor(fixture(t, goodStatus, "1024"), 1000); err != nil {
+	if err := CheckFloor(fixture(t, goodStatus, "1024"), 1000, 1024); err != nil {
 		t.Fatal(err)
 	}
 	cases := []struct {
@@ -40,13 +43,15 @@ func TestCheckFloor(t *testing.T) {
 		{"caps", strings.Replace(goodStatus, "0000000000000000", "00000000a80425fb", 1), "1024", 1000, []string{`CapEff is "00000000a80425fb"`}},
 		{"nnp", strings.Replace(goodStatus, "NoNewPrivs:\t1", "NoNewPrivs:\t0", 1), "1024", 1000, []string{`NoNewPrivs is "0"`}},
 		{"seccomp", strings.Replace(goodStatus, "Seccomp:\t2", "Seccomp:\t0", 1), "1024", 1000, []string{`Seccomp is "0"`}},
-		{"pids max", goodStatus, "max", 1000, []string{`pids.max is "max"`}},
-		{"no pids", goodStatus, "", 1000, []string{"no pids.max"}},
+		{"pids max", goodStatus, "max", 1000, []string{`pids.max is "max", and RLIMIT_NPROC is unlimited (want a pids limit, or RLIMIT_NPROC at most the promised 1024)`}},
+		{"no pids", goodStatus, "", 1000, []string{"no pids.max in ", "RLIMIT_NPROC is unlimited"}},
+		{"pids above promise", goodStatus, "4096", 1000, []string{"pids.max is 4096 (want at most the promised 1024)"}},
+		{"pids garbage", goodStatus, "12ab", 1000, []string{`pids.max is "12ab" (want a number)`}},
 		{"everything", "CapEff:\t1\n", "max", 0, []string{"uid is 0", "CapEff", "NoNewPrivs", "Seccomp", "pids.max"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			err := CheckFloor(fixture(t, c.status, c.pids), c.uid)
+			err := CheckFloor(fixture(t, c.status, c.pids), c.uid, 1024)
 			if !errors.Is(err, ErrFloor) {
 				t.Fatalf("got %v, want ErrFloor", err)
 			}
@@ -56,6 +61,70 @@ func TestCheckFloor(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestNprocStandsInForMissingPids: where the runtime set no cgroup pids
+// limit (rootless podman on cgroup v1), a hard RLIMIT_NPROC at most the
+// promise is the ceiling; anything looser is refused with both reasons.
+func TestNprocStandsInForMissingPids(t *testing.T) {
+	cases := []struct {
+		name, pids string
+		soft, hard uint64
+		err        error
+		why        string
+	}{
+		{"no cgroup, nproc at promise", "", 1024, 1024, nil, ""},
+		{"no cgroup, nproc below promise", "", 100, 512, nil, ""},
+		{"cgroup max, nproc at promise", "max", 1024, 1024, nil, ""},
+		{"no cgroup, nproc above promise", "", 1024, 1025, nil, "RLIMIT_NPROC is 1025 (want a pids limit, or RLIMIT_NPROC at most the promised 1024)"},
+		{"no cgroup, nproc unlimited", "", unix.RLIM_INFINITY, unix.RLIM_INFINITY, nil, "RLIMIT_NPROC is unlimited"},
+		{"no cgroup, soft above hard", "", 2048, 1024, nil, "RLIMIT_NPROC is 1024"},
+		{"no cgroup, nproc unreadable", "", 0, 0, errors.New("EPERM"), "RLIMIT_NPROC is unreadable: EPERM"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			p := fixture(t, goodStatus, c.pids)
+			p.Nproc = func() (uint64, uint64, error) { return c.soft, c.hard, c.err }
+			err := CheckFloor(p, 1000, 1024)
+			if c.why == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrFloor) || !strings.Contains(err.Error(), c.why) {
+				t.Fatalf("got %v, want ErrFloor naming %q", err, c.why)
+			}
+		})
+	}
+	// A numeric cgroup limit wins: the rlimit is not consulted.
+	p := fixture(t, goodStatus, "512")
+	p.Nproc = func() (uint64, uint64, error) { t.Fatal("rlimit read although pids.max is set"); return 0, 0, nil }
+	if err := CheckFloor(p, 1000, 1024); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPromised(t *testing.T) {
+	env := func(v string) func(string) string {
+		return func(k string) string {
+			if k == EnvPidsLimit {
+				return v
+			}
+			return ""
+		}
+	}
+	if n, err := Promised(env("")); err != nil || n != DefaultPidsLimit {
+		t.Fatalf("absent: %d %v", n, err)
+	}
+	if n, err := Promised(env("64")); err != nil || n != 64 {
+		t.Fatalf("64: %d %v", n, err)
+	}
+	for _, bad := range []string{"0", "-1", "x", "1e3", " 12"} {
+		if _, err := Promised(env(bad)); !errors.Is(err, ErrFloor) || !strings.Contains(err.Error(), EnvPidsLimit) {
+			t.Errorf("%q: %v", bad, err)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/bounded-systems/claude-box/guestroom"
@@ -45,6 +46,8 @@ const (
 	EnvCapabilities = "CLAUDE_BOX_CAPABILITIES"
 	EnvLaunch       = "CLAUDE_BOX_LAUNCH"
 	EnvAccount      = "CLAUDE_BOX_ACCOUNT"
+	// EnvPidsLimit tells the entrypoint the process ceiling it must find.
+	EnvPidsLimit = "CLAUDE_BOX_PIDS_LIMIT"
 )
 
 // PinnedDigest is the image digest built into the binary
@@ -206,6 +209,7 @@ func Build(r Request) (Plan, error) {
 	if b.PidsLimit <= 0 {
 		b.PidsLimit = DefaultPidsLimit
 	}
+	env[EnvPidsLimit] = strconv.FormatInt(b.PidsLimit, 10)
 	if r.Rootless {
 		b.UserNS = "keep-id:uid=1000,gid=1000"
 	}
@@ -217,6 +221,12 @@ func Build(r Request) (Plan, error) {
 	nproc := r.Nproc
 	if nproc == 0 || nproc > NprocCap {
 		nproc = NprocCap
+	}
+	if r.Rootless && nproc > uint64(b.PidsLimit) {
+		// Rootless podman on a cgroup v1 host drops the pids limit; the
+		// box's own user namespace makes RLIMIT_NPROC a per-box ceiling,
+		// and the entrypoint accepts it in the cgroup's place.
+		nproc = uint64(b.PidsLimit)
 	}
 	b.Rlimits = append(b.Rlimits, Rlimit{Type: "nproc", Value: nproc})
 	if r.Repo != nil {

@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/bounded-systems/claude-box/guestroom"
+	"github.com/bounded-systems/claude-box/launcher/internal/entry"
 )
 
 func TestValidateAccount(t *testing.T) {
@@ -238,7 +239,7 @@ func TestFloorOnEveryBox(t *testing.T) {
 	}
 	for k := range b.Env {
 		switch k {
-		case "HOME", "USER", "CLAUDE_CONFIG_DIR", EnvAccount, EnvLaunch, EnvCapabilities:
+		case "HOME", "USER", "CLAUDE_CONFIG_DIR", EnvAccount, EnvLaunch, EnvCapabilities, EnvPidsLimit:
 		default:
 			t.Errorf("unexpected env %s in a box without doors", k)
 		}
@@ -247,10 +248,27 @@ func TestFloorOnEveryBox(t *testing.T) {
 		t.Fatalf("bad account: %v", err)
 	}
 	req := baseRequest(nil)
+	if b.Env[EnvPidsLimit] != "1024" {
+		t.Fatalf("%s=%q, want the pids limit", EnvPidsLimit, b.Env[EnvPidsLimit])
+	}
 	req.Rootless = true
 	p, _ = Build(req)
 	if p.Box.UserNS != "keep-id:uid=1000,gid=1000" {
 		t.Fatalf("rootless userns %q", p.Box.UserNS)
+	}
+	// Rootless: RLIMIT_NPROC is the pids limit, the ceiling that survives
+	// a cgroup v1 host where podman drops the pids limit.
+	if !slices.Contains(p.Box.Rlimits, Rlimit{Type: "nproc", Value: DefaultPidsLimit}) {
+		t.Fatalf("rootless rlimits %v, want nproc %d", p.Box.Rlimits, DefaultPidsLimit)
+	}
+	req.PidsLimit = 64
+	p, _ = Build(req)
+	if !slices.Contains(p.Box.Rlimits, Rlimit{Type: "nproc", Value: 64}) || p.Box.Env[EnvPidsLimit] != "64" {
+		t.Fatalf("rootless --pids-limit 64: rlimits %v env %q", p.Box.Rlimits, p.Box.Env[EnvPidsLimit])
+	}
+	// The entrypoint reads the same name and defaults to the same limit.
+	if EnvPidsLimit != entry.EnvPidsLimit || DefaultPidsLimit != entry.DefaultPidsLimit {
+		t.Fatalf("plan and entry disagree: %s/%d vs %s/%d", EnvPidsLimit, DefaultPidsLimit, entry.EnvPidsLimit, entry.DefaultPidsLimit)
 	}
 }
 
