@@ -21,11 +21,14 @@ package e2e
 // ssh by sshd's log ("Accepted publickey for root from 127.0.0.1").
 
 import (
+	"bytes"
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -98,7 +101,9 @@ func (sw *sshWorld) noBox(t *testing.T, account string) {
 
 // TestSSHContainerHost: with an ssh:// CONTAINER_HOST the launcher runs a
 // box through sshd: arguments and the exit code pass through, the box is
-// removed, and a launch with a door works (the door socket is a host path).
+// removed, a launch with a door works (the door socket is a host path), the
+// reaper removes the box of a SIGKILLed launcher over ssh, and an unknown
+// host key is trusted on first use.
 func TestSSHContainerHost(t *testing.T) {
 	sw := newSSHWorld(t)
 
@@ -131,6 +136,39 @@ func TestSSHContainerHost(t *testing.T) {
 			t.Errorf("live launches after the box exited: %v", live)
 		}
 		sw.noBox(t, "e2e-ssh")
+	})
+
+	t.Run("reaper removes the box after SIGKILL", func(t *testing.T) {
+		// The launcher's reaper inherits CONTAINER_HOST and CONTAINER_SSHKEY
+		// and reaches the service over ssh too.
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, sw.s.bin(t, "claude-box"), "e2e-ssh-reap", "--", "sleep", "600")
+		cmd.Env = sw.launcherEnv()
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+		ps := func(args ...string) string {
+			b, _ := sw.s.podman.CLI(ctx, append([]string{"ps", "--all", "--filter", "label=io.claude-box.account=e2e-ssh-reap", "--format", "{{.ID}}"}, args...)...)
+			return strings.TrimSpace(string(b))
+		}
+		if !harness.WaitFor(60*time.Second, func() bool { return ps("--filter", "status=running") != "" }) {
+			t.Fatalf("the box never ran\n%s", out.String())
+		}
+		before := sw.accepted(t)
+		if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		if !harness.WaitFor(30*time.Second, func() bool { return ps() == "" }) {
+			t.Errorf("30s after SIGKILL of the launcher, its box remains: %s\n%s", ps(), out.String())
+		}
+		if got := sw.accepted(t); got <= before {
+			t.Errorf("sshd accepted %d logins after the SIGKILL, want the reaper's\n%s", got-before, sw.sshd.LogTail())
+		}
 	})
 
 	t.Run("unknown host is trusted on first use", func(t *testing.T) {
