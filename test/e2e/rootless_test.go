@@ -237,6 +237,53 @@ func (w *rlWorld) ok(t testing.TB, args ...string) result {
 	return r
 }
 
+// background starts claude-box as the test user and waits until the box
+// has created ready (a host path under its /work). It returns a function
+// that waits for the launcher to exit. The box must poll for a file the
+// host creates to go on: a launch's doors live only while it runs.
+func (w *rlWorld) background(t testing.TB, ready string, args ...string) func() result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	t.Cleanup(cancel)
+	cmd, stdout, stderr := w.command(ctx, args...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	var early error
+	exitedEarly := false
+	if !harness.WaitFor(2*time.Minute, func() bool {
+		if _, err := os.Stat(ready); err == nil {
+			return true
+		}
+		select {
+		case early = <-exited:
+			exitedEarly = true
+			return true
+		default:
+			return false
+		}
+	}) || exitedEarly {
+		if !exitedEarly {
+			cancel()
+			early = <-exited
+		}
+		t.Fatalf("the box never got ready\n%s", finish(t, args, early, stdout, stderr))
+	}
+	return func() result {
+		t.Helper()
+		return finish(t, args, <-exited, stdout, stderr)
+	}
+}
+
+// waitForHost is the box's side of background: touch READY under /work,
+// then poll until the host creates GO.
+func waitForHost(ready, goOn string) string {
+	return "touch /work/" + ready + "\n" +
+		"i=0; while [ ! -e /work/" + goOn + " ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done"
+}
+
 // probes parses every probe report in out, in order.
 func probes(t testing.TB, r result) []probe.Report {
 	t.Helper()
@@ -403,29 +450,70 @@ func maxProcesses(limits string) (soft, hard string, err error) {
 
 // TestRootlessForkBombIsBounded: a fork loop in a rootless box stops with
 // EAGAIN below the promised pids limit (on cgroup v1 by RLIMIT_NPROC,
-// counted in the box's own user namespace), and the host keeps spawning
-// processes promptly meanwhile. The probe stops at twice the limit on its
-// own, so an unbounded box fails the test instead of harming the host.
+// counted in the box's own user namespace) — the default one and one given
+// with --pids-limit — and the host keeps spawning processes promptly
+// meanwhile. The probe stops at twice the limit on its own, so an unbounded
+// box fails the test instead of harming the host.
 func TestRootlessForkBombIsBounded(t *testing.T) {
 	w := newRootlessWorld(t)
-	const ceiling = 2 * rootlessPidsLimit
-	var r probe.Report
-	worst, spawns := hostSpawnLatency(func() {
-		r = w.ok(t, "e2e-rl-forks", "--", "probe", "forks", "-limit", strconv.Itoa(ceiling)).probe(t)
-	})
+	for _, tc := range []struct {
+		name  string
+		limit int
+		flags []string
+	}{
+		{"default", rootlessPidsLimit, nil},
+		{"pids-limit-64", 64, []string{"--pids-limit", "64"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append(append([]string{"e2e-rl-forks"}, tc.flags...), "--", "probe", "forks", "-limit", strconv.Itoa(2*tc.limit))
+			var r probe.Report
+			worst, spawns := hostSpawnLatency(func() { r = w.ok(t, args...).probe(t) })
+			if r.Forks == nil {
+				t.Fatal("no fork result")
+			}
+			// The box's own processes (the probe and its threads) count too,
+			// so the loop stops a few short of the limit, but not far.
+			if r.Forks.Started >= tc.limit || r.Forks.Started < tc.limit/2 {
+				t.Errorf("started %d processes, want fewer than the promised pids limit %d (and more than half of it)", r.Forks.Started, tc.limit)
+			}
+			if !strings.Contains(r.Forks.Err, "resource temporarily unavailable") {
+				t.Errorf("fork loop stopped with %q, want resource temporarily unavailable (EAGAIN)", r.Forks.Err)
+			}
+			t.Logf("rootless box (limit %d) started %d processes before %q; host spawned %d processes meanwhile, worst %s", tc.limit, r.Forks.Started, r.Forks.Err, spawns, worst)
+			if worst > 2*time.Second {
+				t.Errorf("host process spawn took %s during the fork bomb", worst)
+			}
+		})
+	}
+}
+
+// TestRootlessProcessCeilingIsPerBox: RLIMIT_NPROC, the rootless ceiling,
+// counts one box's processes only. While a box of the same user holds 100
+// processes, a box limited to 64 still starts nearly 64: each box has its
+// own user namespace, and the kernel counts per namespace and uid.
+func TestRootlessProcessCeilingIsPerBox(t *testing.T) {
+	w := newRootlessWorld(t)
+	repo := w.repo(t, map[string]string{"README.md": "hello\n"})
+	const held = 100
+	hold := "i=0; while [ $i -lt " + strconv.Itoa(held) + " ]; do sleep 600 & i=$((i+1)); done\n" +
+		"echo HELD=$(ps -o comm | grep -c '^sleep$')\n" + waitForHost(".hold-ready", ".hold-go")
+	wait := w.background(t, filepath.Join(repo, ".hold-ready"), "e2e-rl-hold", "--repo", repo, "--", "sh", "-c", hold)
+	const limit = 64
+	r := w.ok(t, "e2e-rl-forks", "--pids-limit", strconv.Itoa(limit), "--", "probe", "forks", "-limit", strconv.Itoa(2*limit)).probe(t)
+	if err := os.WriteFile(filepath.Join(repo, ".hold-go"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := wait()
+	if got, _ := marked(res, "HELD"); res.code != 0 || got != strconv.Itoa(held) {
+		t.Errorf("the holding box: exit %d, held %q processes, want 0 and %d\n%s", res.code, got, held, res)
+	}
 	if r.Forks == nil {
 		t.Fatal("no fork result")
 	}
-	if r.Forks.Started >= rootlessPidsLimit {
-		t.Errorf("started %d processes, want fewer than the promised pids limit %d", r.Forks.Started, rootlessPidsLimit)
+	if r.Forks.Started >= limit || r.Forks.Started < limit/2 {
+		t.Errorf("with another box holding %d processes, a box limited to %d started %d, want fewer than %d and more than half", held, limit, r.Forks.Started, limit)
 	}
-	if !strings.Contains(r.Forks.Err, "resource temporarily unavailable") {
-		t.Errorf("fork loop stopped with %q, want resource temporarily unavailable (EAGAIN)", r.Forks.Err)
-	}
-	t.Logf("rootless box started %d processes before %q; host spawned %d processes meanwhile, worst %s", r.Forks.Started, r.Forks.Err, spawns, worst)
-	if worst > 2*time.Second {
-		t.Errorf("host process spawn took %s during the fork bomb", worst)
-	}
+	t.Logf("with %d processes in another box, the box started %d of %d before %q", held, r.Forks.Started, limit, r.Forks.Err)
 }
 
 // hostSpawnLatency runs f while spawning /bin/true on the host every
@@ -488,45 +576,17 @@ func TestRootlessKeeperDoor(t *testing.T) {
 	keeperd := w.start(t, "keeperd", []string{"--policy", policyPath})
 	before := harness.Git(t, repo, "rev-parse", "HEAD")
 
-	// The box commits, then waits (polling) for the host to look at its
-	// door: the minted socket exists only while the launch lives.
-	ready, goOn := filepath.Join(repo, ".rl-ready"), filepath.Join(repo, ".rl-go")
+	// The box commits, then waits for the host to look at its door: the
+	// minted socket exists only while the launch lives.
 	script := strings.Join([]string{
 		"echo rootless >> /work/README.md",
 		"keeper commit -a -m 'e2e: rootless commit' && echo KEEPER_COMMIT=ok",
 		"echo DOOR_STAT=$(stat -c %u:%a /run/doors/keeperd.sock)",
-		"touch /work/.rl-ready",
-		"i=0; while [ ! -e /work/.rl-go ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done",
+		waitForHost(".rl-ready", ".rl-go"),
 	}, "\n")
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	wait := w.background(t, filepath.Join(repo, ".rl-ready"), "e2e-rl-keeper", "--keeper", "--repo", repo, "--", "sh", "-c", script)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	args := []string{"e2e-rl-keeper", "--keeper", "--repo", repo, "--", "sh", "-c", script}
-	cmd, stdout, stderr := w.command(ctx, args...)
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	var early error
-	exitedEarly := false
-	if !harness.WaitFor(2*time.Minute, func() bool {
-		if _, err := os.Stat(ready); err == nil {
-			return true
-		}
-		select {
-		case early = <-exited:
-			exitedEarly = true
-			return true
-		default:
-			return false
-		}
-	}) || exitedEarly {
-		if !exitedEarly {
-			cancel()
-			early = <-exited
-		}
-		t.Fatalf("the box never got ready\n%s", finish(t, args, early, stdout, stderr))
-	}
 
 	// The minted door on the host: the user's, 0600, in a 0700 dir of the user's.
 	st, err := keeperd.Status(ctx)
@@ -556,10 +616,11 @@ func TestRootlessKeeperDoor(t *testing.T) {
 			t.Errorf("minted socket's dir %s: mode %s owner %s, want 0700 %s", filepath.Dir(sock), dir.Mode().Perm(), owner(t, filepath.Dir(sock)), hostUser)
 		}
 	}
+	goOn := filepath.Join(repo, ".rl-go")
 	if err := os.WriteFile(goOn, nil, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	res := finish(t, args, <-exited, stdout, stderr)
+	res := wait()
 	if res.code != 0 {
 		t.Fatalf("exit %d\n%s", res.code, res)
 	}
