@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -192,11 +194,14 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 
 	eng, err := env.Connect(ctx, getenv)
 	if err != nil {
-		return Hinted(err, podmanHint)
+		return Hinted(err, hintFor(getenv("CONTAINER_HOST")))
+	}
+	if err := refuseRemoteBinds(eng.URI(), len(granted) > 0, repo != nil); err != nil {
+		return err
 	}
 	rootless, err := eng.Rootless(ctx)
 	if err != nil {
-		return Hinted(fmt.Errorf("%w at %s: %w", engine.ErrUnreachable, eng.URI(), err), podmanHint)
+		return Hinted(fmt.Errorf("%w at %s: %w", engine.ErrUnreachable, eng.URI(), err), hintFor(eng.URI()))
 	}
 	ref := imageRef(a.Image, getenv)
 	img, err := eng.ResolveImage(ctx, ref)
@@ -332,6 +337,48 @@ func warnRootfulRepo(env Env, root string) {
 		return
 	}
 	fmt.Fprintf(env.Stderr, "claude-box: warning: podman is rootful and the box runs as uid %d, but %s is owned by uid %d: the box can read but not write it (use rootless podman, or chown the worktree)\n", plan.BoxUID, root, st.Uid)
+}
+
+// sshHint is what to check when an ssh:// CONTAINER_HOST does not answer:
+// the service may well be running, and the ssh leg is what failed.
+const sshHint = "check the ssh leg podman uses: the key in CONTAINER_SSHKEY (or ssh-agent), the server's host key in ~/.ssh/known_hosts, " +
+	"and that the server's sshd allows forwarding to the socket (`AllowTcpForwarding local` or `yes`, `AllowStreamLocalForwarding yes`); " +
+	"`ssh USER@HOST podman info` must work, and the podman API must run there (`systemctl --user enable --now podman.socket`)"
+
+// hintFor picks the hint for an unreachable podman at uri.
+func hintFor(uri string) string {
+	if strings.HasPrefix(uri, "ssh://") {
+		return sshHint
+	}
+	return podmanHint
+}
+
+// ErrRemoteBinds refuses host paths in a box whose podman runs elsewhere.
+var ErrRemoteBinds = errors.New("doors and --repo need podman on this machine")
+
+// refuseRemoteBinds fails closed when the podman service is reached over
+// ssh:// or tcp:// on a host that is not this one's loopback, and the launch
+// would bind host paths (minted door sockets, the repository): podman
+// resolves bind sources on its own host, where those paths name another
+// machine's files — or nothing. A loopback ssh:// (a local podman reached
+// through sshd) is this machine.
+func refuseRemoteBinds(uri string, doors, repo bool) error {
+	if !doors && !repo {
+		return nil
+	}
+	u, err := url.Parse(uri)
+	if err != nil || (u.Scheme != "ssh" && u.Scheme != "tcp") {
+		return nil
+	}
+	host := u.Hostname()
+	if host == "localhost" {
+		return nil
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsLoopback() {
+		return nil
+	}
+	return Hinted(fmt.Errorf("%w: podman at %s runs on %s, and bind mounts name paths on that host, not these minted door sockets or this repository", ErrRemoteBinds, uri, host),
+		"run claude-box on "+host+" itself, or launch without doors and --repo")
 }
 
 const podmanHint = "start podman's API: `systemctl --user enable --now podman.socket` (rootless), " +

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"errors"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -106,5 +107,40 @@ func TestProfileWidensOnlyTheNetDoor(t *testing.T) {
 		if _, err := ParseLaunch([]string{"--net", "--profile", bad}); !errors.Is(err, ErrUsage) {
 			t.Errorf("--profile %q: err = %v, want usage", bad, err)
 		}
+	}
+}
+
+// TestRemoteBindsRefused: doors and --repo bind paths on podman's host, so
+// a podman reached on another host refuses them; loopback is this machine.
+func TestRemoteBindsRefused(t *testing.T) {
+	cases := []struct {
+		uri         string
+		doors, repo bool
+		refused     bool
+	}{
+		{"unix:///run/podman/podman.sock", true, true, false},
+		{"ssh://me@127.0.0.1:2222/run/user/1000/podman/podman.sock", true, true, false},
+		{"ssh://me@localhost/run/podman/podman.sock", true, false, false},
+		{"ssh://me@[::1]:22/run/podman/podman.sock", false, true, false},
+		{"ssh://me@build.example:22/run/podman/podman.sock", true, false, true},
+		{"ssh://me@10.0.0.5/run/podman/podman.sock", false, true, true},
+		{"tcp://192.168.1.9:8888", true, true, true},
+		{"ssh://me@build.example/run/podman/podman.sock", false, false, false},
+	}
+	for _, c := range cases {
+		err := refuseRemoteBinds(c.uri, c.doors, c.repo)
+		if got := errors.Is(err, ErrRemoteBinds); got != c.refused {
+			t.Errorf("%s doors=%v repo=%v: %v, want refused=%v", c.uri, c.doors, c.repo, err, c.refused)
+		}
+		if c.refused {
+			u, _ := url.Parse(c.uri)
+			var he *HintedError
+			if !strings.Contains(err.Error(), "runs on "+u.Hostname()) || !errors.As(err, &he) || he.Hint != "run claude-box on "+u.Hostname()+" itself, or launch without doors and --repo" {
+				t.Errorf("%s: %v does not name the host and the way out", c.uri, err)
+			}
+		}
+	}
+	if hintFor("ssh://me@h/x") != sshHint || hintFor("unix:///x") != podmanHint || hintFor("") != podmanHint {
+		t.Error("hintFor picks the wrong hint")
 	}
 }

@@ -89,7 +89,7 @@ func doctorCommand(env Env) *ucli.Command {
 			eng, err := env.Connect(ctx, env.Getenv)
 			var img engine.Image
 			if err != nil {
-				fail("podman: %v\n     hint: %s", err, podmanHint)
+				fail("podman: %v\n     hint: %s", err, hintFor(env.Getenv("CONTAINER_HOST")))
 			} else if info, err := eng.Info(ctx); err != nil {
 				fail("podman at %s: %v", eng.URI(), err)
 			} else {
