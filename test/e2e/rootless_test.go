@@ -496,7 +496,10 @@ func TestRootlessProcessCeilingIsPerBox(t *testing.T) {
 	repo := w.repo(t, map[string]string{"README.md": "hello\n"})
 	const held = 100
 	hold := "i=0; while [ $i -lt " + strconv.Itoa(held) + " ]; do sleep 600 & i=$((i+1)); done\n" +
-		"echo HELD=$(ps -o comm | grep -c '^sleep$')\n" + waitForHost(".hold-ready", ".hold-go")
+		// A child forked by & may not have exec'd sleep yet: poll.
+		"held() { ps -o comm | grep -c '^sleep$'; }\n" +
+		"j=0; while [ $(held) -lt " + strconv.Itoa(held) + " ] && [ $j -lt 200 ]; do sleep 0.05; j=$((j+1)); done\n" +
+		"echo HELD=$(held)\n" + waitForHost(".hold-ready", ".hold-go")
 	wait := w.background(t, filepath.Join(repo, ".hold-ready"), "e2e-rl-hold", "--repo", repo, "--", "sh", "-c", hold)
 	const limit = 64
 	r := w.ok(t, "e2e-rl-forks", "--pids-limit", strconv.Itoa(limit), "--", "probe", "forks", "-limit", strconv.Itoa(2*limit)).probe(t)
