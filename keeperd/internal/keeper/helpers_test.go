@@ -138,3 +138,12 @@ func (f *fixture) allowedSigners(t testing.TB) string {
 func execCommand(name string, args ...string) *exec.Cmd {
 	return exec.CommandContext(context.Background(), name, args...)
 }
+
+// twinRepo copies repo (worktree, .git and index flags) to a fresh
+// directory, so real git can do there what keeperd does in repo.
+func twinRepo(t testing.TB, repo string) string {
+	t.Helper()
+	dst := filepath.Join(t.TempDir(), "twin")
+	run(t, filepath.Dir(repo), "cp", "-a", repo, dst)
+	return dst
+}

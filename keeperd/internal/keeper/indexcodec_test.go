@@ -19,6 +19,7 @@ func TestIndexCodecAgainstGit(t *testing.T) {
 	run(t, dir, "git", "add", "-A")
 	run(t, dir, "git", "commit", "-q", "-m", "more")
 	run(t, dir, "git", "update-index", "--skip-worktree", "README")
+	run(t, dir, "git", "update-index", "--assume-unchanged", "exe")
 	for _, version := range []string{"2", "3", "4"} {
 		run(t, dir, "git", "update-index", "--index-version", version)
 		b, err := os.ReadFile(filepath.Join(dir, ".git", "index"))
@@ -33,6 +34,9 @@ func TestIndexCodecAgainstGit(t *testing.T) {
 		if err := index.NewDecoder(bytes.NewReader(b)).Decode(theirs); err != nil {
 			t.Fatal(err)
 		}
+		if len(ours.valid) != 1 || !ours.valid[ours.Entries[indexOf(ours.Entries, "exe")]] {
+			t.Fatalf("v%s: assume-unchanged entries %v, want exe alone", version, ours.valid)
+		}
 		if len(ours.Entries) != len(theirs.Entries) {
 			t.Fatalf("v%s: %d entries, go-git %d", version, len(ours.Entries), len(theirs.Entries))
 		}
@@ -44,7 +48,7 @@ func TestIndexCodecAgainstGit(t *testing.T) {
 			}
 		}
 		var out bytes.Buffer
-		if err := encodeIndex(&out, ours.Entries); err != nil {
+		if err := encodeIndex(&out, ours.Entries, ours.valid); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(filepath.Join(dir, ".git", "index"), out.Bytes(), 0o644); err != nil {
@@ -56,12 +60,24 @@ func TestIndexCodecAgainstGit(t *testing.T) {
 		if got := run(t, dir, "git", "ls-files", "-v", "README"); got != "S README\n" {
 			t.Fatalf("skip-worktree lost: %q", got)
 		}
+		if got := run(t, dir, "git", "ls-files", "-v", "exe", "link"); got != "h exe\nH link\n" {
+			t.Fatalf("assume-unchanged lost: %q", got)
+		}
 		back, err := decodeIndex(out.Bytes())
 		if err != nil || len(back.Entries) != len(ours.Entries) || back.Version != 3 {
 			t.Fatalf("re-read: %v %d v%d", err, len(back.Entries), back.Version)
 		}
 	}
 	run(t, dir, "git", "fsck", "--no-progress")
+}
+
+func indexOf(es []*index.Entry, name string) int {
+	for i, e := range es {
+		if e.Name == name {
+			return i
+		}
+	}
+	return -1
 }
 
 func TestIndexCodecRefusals(t *testing.T) {

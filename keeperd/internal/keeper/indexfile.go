@@ -33,12 +33,12 @@ func lockIndex(gitDir string) (*indexLock, error) {
 }
 
 // read decodes the current index; a missing index is empty.
-func (l *indexLock) read() (*index.Index, time.Time, error) {
+func (l *indexLock) read() (*gitIndex, time.Time, error) {
 	// Never block on a FIFO or follow a symlink planted where the index is
 	// (a box with --repo-rw can write .git).
 	f, err := os.OpenFile(l.path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return &index.Index{Version: 2}, time.Time{}, nil
+		return &gitIndex{Index: &index.Index{Version: 2}}, time.Time{}, nil
 	}
 	if err != nil {
 		return nil, time.Time{}, fmt.Errorf("%w: open index: %w", ErrInternal, err)
@@ -67,15 +67,16 @@ func (l *indexLock) read() (*index.Index, time.Time, error) {
 
 // commit writes idx to the lock file and renames it over the index.
 // Extensions (cache tree, untracked cache) are dropped: git rebuilds them.
-// The entries must be sorted by name.
-func (l *indexLock) commit(idx *index.Index) (err error) {
+// The entries must be sorted by name; those in idx.valid keep their
+// assume-unchanged bit, and skip-worktree is kept on every entry that has it.
+func (l *indexLock) commit(idx *gitIndex) (err error) {
 	defer func() {
 		if err != nil {
 			l.release()
 			os.Remove(l.path + ".lock")
 		}
 	}()
-	if err := encodeIndex(l.f, idx.Entries); err != nil {
+	if err := encodeIndex(l.f, idx.Entries, idx.valid); err != nil {
 		return fmt.Errorf("%w: write index: %w", ErrInternal, err)
 	}
 	if err := l.f.Close(); err != nil {

@@ -31,6 +31,7 @@ const MaxFileSize = 256 << 20
 type stager struct {
 	w          *worktree
 	idx        *index.Index
+	valid      map[*index.Entry]bool // assume-unchanged entries: never looked at, as in git
 	byName     map[string]*index.Entry
 	trackedDir map[string]bool
 	indexMtime time.Time
@@ -44,9 +45,9 @@ type stager struct {
 	changed    int
 }
 
-func newStager(w *worktree, idx *index.Index, indexMtime time.Time, store bool) (*stager, error) {
+func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool) (*stager, error) {
 	s := &stager{
-		w: w, idx: idx, indexMtime: indexMtime, store: store,
+		w: w, idx: idx.Index, valid: idx.valid, indexMtime: indexMtime, store: store,
 		byName:     make(map[string]*index.Entry, len(idx.Entries)),
 		trackedDir: map[string]bool{},
 		loaded:     map[string]bool{},
@@ -249,7 +250,7 @@ func (s *stager) stageAll(dir string) error {
 	}
 	for _, e := range s.idx.Entries { // what was tracked before this request
 		name := e.Name
-		if s.seen[name] || e.SkipWorktree {
+		if s.seen[name] || e.SkipWorktree || s.valid[e] {
 			continue
 		}
 		if dir == "" || name == dir || strings.HasPrefix(name, dir+"/") {
@@ -360,14 +361,18 @@ func (s *stager) stagePaths(paths []string) error {
 		fi, err := s.w.root.Lstat(p)
 		switch {
 		case errors.Is(err, fs.ErrNotExist):
-			n := 0
-			for name := range s.byName {
+			n, matched := 0, 0
+			for name, e := range s.byName {
 				if name == p || strings.HasPrefix(name, p+"/") {
+					matched++
+					if s.valid[e] { // assume-unchanged: git add leaves it too
+						continue
+					}
 					delete(s.byName, name)
 					n++
 				}
 			}
-			if n == 0 {
+			if matched == 0 {
 				return fmt.Errorf("%w: %q matches no file", ErrInvalid, raw)
 			}
 			s.changed += n
@@ -421,7 +426,7 @@ func (s *stager) consider(rel string, fi fs.FileInfo, explicit bool) error {
 	e := s.byName[rel]
 	if e != nil {
 		s.seen[rel] = true
-		if e.SkipWorktree || e.Mode == filemode.Submodule {
+		if e.SkipWorktree || e.Mode == filemode.Submodule || s.valid[e] {
 			return nil
 		}
 		if e.Mode == mode && e.Size == uint32(fi.Size()) && e.ModifiedAt.Equal(fi.ModTime()) &&
