@@ -27,8 +27,17 @@ const (
 	DefaultPidsLimit = 1024
 	// DefaultImage is the image run when none is named.
 	DefaultImage = "localhost/claude-box:latest"
-	// NprocCap bounds RLIMIT_NPROC in the box.
-	NprocCap = 4096
+	// NprocCap bounds RLIMIT_NPROC in a rootful box. It is not the box's
+	// process ceiling (the cgroup pids limit is): rootful, the box user is
+	// host uid 1000 in the host's user namespace, so the kernel counts every
+	// process of that host user — on a desktop, the user's own browser and
+	// editor threads — against it, and a low cap would fail the box's forks
+	// for reasons outside it (4096 was within reach of a busy desktop).
+	// Not higher: where runc lacks CAP_SYS_RESOURCE it cannot set a high
+	// RLIMIT_NPROC on the box ("error setting rlimit type 6"; measured
+	// here: 32768 works, 32769 does not). Rootless boxes get the pids
+	// limit instead.
+	NprocCap = 16384
 	// NofileCap bounds RLIMIT_NOFILE in the box: below what a podman service
 	// usually holds, so runc never has to raise it.
 	NofileCap = 65536
