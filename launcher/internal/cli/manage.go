@@ -93,7 +93,10 @@ func doctorCommand(env Env) *ucli.Command {
 			} else if info, err := eng.Info(ctx); err != nil {
 				fail("podman at %s: %v", eng.URI(), err)
 			} else {
-				ok("podman %s at %s (rootless=%v)", info.Version, eng.URI(), info.Rootless)
+				ok("podman %s at %s (rootless=%v, cgroups %s)", info.Version, eng.URI(), info.Rootless, info.Cgroups)
+				if info.Rootless && info.Cgroups == "v1" {
+					ok("process ceiling: rootless podman on cgroup v1 sets no pids limit; each box's RLIMIT_NPROC is its pids limit, counted per box (its own user namespace)")
+				}
 				ref := imageRef("", env.Getenv)
 				if img, err = eng.ResolveImage(ctx, ref); err != nil {
 					fail("image %s: %v", ref, err)

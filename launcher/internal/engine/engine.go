@@ -17,6 +17,8 @@ import (
 type Info struct {
 	Rootless bool
 	Version  string
+	// Cgroups is the service host's cgroup version ("v1" or "v2").
+	Cgroups string
 }
 
 // Image is a resolved image.
