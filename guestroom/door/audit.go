@@ -46,6 +46,9 @@ type callState struct {
 	door    string
 	method  string
 	audited atomic.Bool
+	// budgets bounds the refusal records of the call's door; nil when
+	// refusals are not budgeted.
+	budgets *budgets
 }
 
 type callKey struct{}
@@ -57,7 +60,9 @@ func withCall(ctx context.Context, cs *callState) context.Context {
 // Audit writes one audit record for the call in ctx: allow at info, deny at
 // warn, failure at error. Account, launch and peer come from ctx (the door's
 // binding and the kernel), never from the request. A call whose handler
-// audits is not audited again by the runtime.
+// audits is not audited again by the runtime. A refusal beyond its launch's
+// AuditBudget is counted instead of written, and reported by a summary
+// record (AuditSuppressedMsg); an allowed call is always written.
 func Audit(ctx context.Context, log *slog.Logger, r Record) {
 	if log == nil {
 		return
@@ -76,6 +81,10 @@ func Audit(ctx context.Context, log *slog.Logger, r Record) {
 	p, _ := PeerFrom(ctx)
 	r.Target = clip(r.Target)
 	r.Reason = clip(r.Reason)
+	if !r.Allow && cs != nil && cs.budgets != nil &&
+		!cs.budgets.admit(log, r, refusal{account: b.Account, launch: b.LaunchID, peerValue: p}) {
+		return
+	}
 	level := slog.LevelInfo
 	switch {
 	case r.Err != nil:

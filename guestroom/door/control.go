@@ -17,7 +17,7 @@ type Control struct {
 // ServeControl listens at path and serves m's control service there. On
 // failure the minter is closed, so the daemon leaves nothing behind.
 func ServeControl(m *Minter, path string, log *slog.Logger) (*Control, error) {
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: log, Authorize: SameUser()})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: log, Authorize: SameUser(), AuditBudget: m.cfg.AuditBudget})
 	m.RegisterControl(srv.GRPC())
 	l, err := Listen(path)
 	if err != nil {

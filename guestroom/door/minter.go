@@ -73,6 +73,9 @@ type MinterConfig struct {
 	Raw RawHandler
 	// ServerOptions are passed to every door server (see Config.ServerOptions).
 	ServerOptions []grpc.ServerOption
+	// AuditBudget bounds the refusal records of each door's launch (see
+	// AuditBudget); the zero value means the defaults.
+	AuditBudget AuditBudget
 	// MaxTTL caps a requested TTL; zero means no cap.
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -269,7 +272,7 @@ func (m *Minter) serve(path string, b Binding, peerUID int) (*live, error) {
 		return nil, fmt.Errorf("mint %s door: %w", m.cfg.Door, err)
 	}
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, AuditBudget: m.cfg.AuditBudget, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}
@@ -295,7 +298,7 @@ func (m *Minter) serveTCP(b Binding) (*live, error) {
 	_, _ = rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, AuditBudget: m.cfg.AuditBudget, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}
@@ -388,9 +391,11 @@ func (m *Minter) revoke(ctx context.Context, doorID, reason string) bool {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
-	// Revocation cuts: open streams end now.
+	// Revocation cuts: open streams end now. The launch's counted refusals
+	// are summarized before its revoke record.
 	d.srv.GRPC().Stop()
 	_ = d.l.Close()
+	d.srv.closeAudit()
 	if d.SocketPath != "" {
 		_ = os.Remove(d.SocketPath)
 	}

@@ -33,6 +33,10 @@ type Config struct {
 	// interceptors, flow-control windows); they cannot replace the
 	// interceptors.
 	ServerOptions []grpc.ServerOption
+	// AuditBudget bounds the refusal records of the server's launch (one
+	// budget per uid on a door not bound to a launch); the zero value means
+	// the defaults.
+	AuditBudget AuditBudget
 	// binding, when set, is attached to every call (minted and standing doors).
 	binding *Binding
 }
@@ -54,10 +58,11 @@ const (
 // one authorization decision per call that denies by default, one audit
 // record per call, panic recovery, and the standard health service.
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	grpc   *grpc.Server
-	health *health.Server
+	cfg     Config
+	log     *slog.Logger
+	grpc    *grpc.Server
+	health  *health.Server
+	budgets *budgets
 
 	mu      sync.Mutex
 	serving bool
@@ -70,7 +75,7 @@ func NewServer(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, health: health.NewServer()}
+	s := &Server{cfg: cfg, log: log, health: health.NewServer(), budgets: newBudgets(cfg.AuditBudget, cfg.binding)}
 	opts := append([]grpc.ServerOption{
 		grpc.Creds(peerCreds{}),
 		grpc.InitialWindowSize(streamWindow),
@@ -108,7 +113,8 @@ func (s *Server) Serve(l net.Listener) error {
 	return err
 }
 
-// Stop stops gracefully until ctx is done, then forcefully.
+// Stop stops gracefully until ctx is done, then forcefully, and writes the
+// final summaries of refusals its budget counted.
 func (s *Server) Stop(ctx context.Context) {
 	s.health.Shutdown()
 	done := make(chan struct{})
@@ -122,14 +128,19 @@ func (s *Server) Stop(ctx context.Context) {
 		s.grpc.Stop()
 		<-done
 	}
+	s.closeAudit()
 }
+
+// closeAudit writes the final summaries and stops the budget's timers. A
+// refusal audited after it (a handler still returning) is written.
+func (s *Server) closeAudit() { s.budgets.close() }
 
 // healthPrefix is exempt from authorization: health reveals nothing and is
 // how supervisors know a door is up.
 const healthPrefix = "/grpc.health.v1.Health/"
 
 func (s *Server) begin(ctx context.Context, method string) (context.Context, *callState) {
-	cs := &callState{door: s.cfg.Door, method: method}
+	cs := &callState{door: s.cfg.Door, method: method, budgets: s.budgets}
 	ctx = withCall(ctx, cs)
 	if s.cfg.binding != nil {
 		ctx = withBinding(ctx, *s.cfg.binding)
