@@ -157,7 +157,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	k, err := keeper.New(keeper.Config{Policy: pol, Key: key, Logger: log})
+	k, err := keeper.New(keeper.Config{Policy: pol, Key: key, Logger: log, Getenv: os.Getenv})
 	if err != nil {
 		return err
 	}

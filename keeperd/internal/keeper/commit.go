@@ -87,7 +87,11 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 	if err != nil {
 		return CommitResult{}, err
 	}
-	st, err := newStager(w, idx, mtime, true)
+	excludes, err := excludesFile(k.getenv, w, ref.Short())
+	if err != nil {
+		return CommitResult{}, err
+	}
+	st, err := newStager(w, idx, mtime, true, excludes)
 	if err != nil {
 		return CommitResult{}, err
 	}

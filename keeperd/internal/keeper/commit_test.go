@@ -350,7 +350,7 @@ func TestFilterAttributes(t *testing.T) {
 	defer w.Close()
 	lk := &indexLock{path: filepath.Join(w.gitDir, "index")}
 	idx, mt, _ := lk.read()
-	st, err := newStager(w, idx, mt, false)
+	st, err := newStager(w, idx, mt, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

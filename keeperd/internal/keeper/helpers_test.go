@@ -94,6 +94,10 @@ type fixture struct {
 	repo   string
 	launch Launch
 	logs   *bytes.Buffer
+	// env is keeperd's environment (Config.Getenv): HOME is an empty
+	// directory of its own and there is no system config, so the machine's
+	// git config never leaks in. Set it before the first request.
+	env map[string]string
 }
 
 func newFixture(t testing.TB, mutate func(p *Policy)) *fixture {
@@ -118,11 +122,12 @@ func newFixture(t testing.TB, mutate func(p *Policy)) *fixture {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	k, err := New(Config{Policy: p, Key: key, Logger: testLogger(&logs)})
+	env := map[string]string{"HOME": filepath.Join(base, "home"), "GIT_CONFIG_NOSYSTEM": "1"}
+	k, err := New(Config{Policy: p, Key: key, Logger: testLogger(&logs), Getenv: func(k string) string { return env[k] }})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{k: k, key: key, root: root, repo: repo, launch: Launch{ID: "L1", Account: "default", ManifestDigest: "sha256:abc", Repo: repo}, logs: &logs}
+	return &fixture{k: k, key: key, root: root, repo: repo, launch: Launch{ID: "L1", Account: "default", ManifestDigest: "sha256:abc", Repo: repo}, logs: &logs, env: env}
 }
 
 // allowedSigners writes an allowed-signers file for the fixture's key.
@@ -143,7 +148,7 @@ func execCommand(name string, args ...string) *exec.Cmd {
 // directory, so real git can do there what keeperd does in repo.
 func twinRepo(t testing.TB, repo string) string {
 	t.Helper()
-	dst := filepath.Join(t.TempDir(), "twin")
+	dst := filepath.Join(t.TempDir(), filepath.Base(repo)) // same name: includeIf gitdir: patterns match both
 	run(t, filepath.Dir(repo), "cp", "-a", repo, dst)
 	return dst
 }

@@ -2,8 +2,10 @@ package keeper
 
 import (
 	"bytes"
+	"crypto/sha1"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/go-git/go-git/v5/plumbing/format/index"
@@ -96,7 +98,11 @@ func TestIndexCodecRefusals(t *testing.T) {
 
 func FuzzDecodeIndex(f *testing.F) {
 	f.Add([]byte("DIRC\x00\x00\x00\x02\x00\x00\x00\x00"))
+	f.Add([]byte("DIRC\x00\x00\x00\x04\x00\x00\x00\x01" + strings.Repeat("\x00", 60) + "\x00\x01\x00a\x00"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		_, _ = decodeIndex(b)
+		// With a valid checksum, so the fuzzer gets past it to the entries.
+		sum := sha1.Sum(b)
+		_, _ = decodeIndex(append(b[:len(b):len(b)], sum[:]...))
 	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+	// Getenv reads keeperd's environment (HOME, XDG_CONFIG_HOME,
+	// GIT_CONFIG_GLOBAL, GIT_CONFIG_SYSTEM, GIT_CONFIG_NOSYSTEM) to find
+	// the host user's git config and global excludes file, as git would;
+	// nil means os.Getenv.
+	Getenv func(string) string
 }
 
 // Keeper makes host-side commits and pushes for bound repositories.
@@ -54,6 +60,8 @@ type Keeper struct {
 	key *Key
 	log *slog.Logger
 	now func() time.Time
+	// getenv finds the host user's git config (core.excludesFile).
+	getenv func(string) string
 
 	mu       sync.Mutex
 	launches map[string]*launchState
@@ -79,8 +87,11 @@ func New(cfg Config) (*Keeper, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
 	k := &Keeper{
-		key: cfg.Key, log: cfg.Logger, now: cfg.Now,
+		key: cfg.Key, log: cfg.Logger, now: cfg.Now, getenv: cfg.Getenv,
 		launches: map[string]*launchState{}, repos: map[string]*sync.Mutex{},
 	}
 	k.pol.Store(cfg.Policy)

@@ -29,7 +29,7 @@ func TestStageAllNeverWalksASwappedInSymlink(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true)
+	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,7 +64,7 @@ func TestBlobOfAFileSwappedForAFIFO(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true)
+	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -45,7 +45,10 @@ type stager struct {
 	changed    int
 }
 
-func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool) (*stager, error) {
+// newStager stages against idx. excludes are the patterns of the host's
+// core.excludesFile (see excludesFile): they rank below .git/info/exclude,
+// which ranks below every .gitignore, as in git.
+func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool, excludes []gitignore.Pattern) (*stager, error) {
 	s := &stager{
 		w: w, idx: idx.Index, valid: idx.valid, indexMtime: indexMtime, store: store,
 		byName:     make(map[string]*index.Entry, len(idx.Entries)),
@@ -66,7 +69,9 @@ func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool) (*s
 			s.trackedDir[d] = true
 		}
 	}
-	// .git/info/exclude applies to the whole worktree.
+	// The matcher tries the last pattern first: the global excludes go
+	// first, then .git/info/exclude; both apply to the whole worktree.
+	s.ignore = append(s.ignore, excludes...)
 	if b, ok := readGitFile(filepath.Join(w.gitDir, "info", "exclude")); ok {
 		s.ignore = append(s.ignore, parseIgnore(string(b), nil)...)
 	}

@@ -56,7 +56,11 @@ func (k *Keeper) Status(ctx context.Context, l Launch) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
-	st, err := newStager(w, idx, mtime, false)
+	excludes, err := excludesFile(k.getenv, w, out.Branch)
+	if err != nil {
+		return Status{}, err
+	}
+	st, err := newStager(w, idx, mtime, false, excludes)
 	if err != nil {
 		return Status{}, err
 	}

@@ -25,8 +25,11 @@ import (
 type worktree struct {
 	dir    string // host path of the worktree
 	gitDir string // the worktree's own git dir (HEAD, index)
-	repo   *git.Repository
-	root   *os.Root
+	// commonDir is the repository's git dir (config, refs, objects): gitDir,
+	// or for a linked worktree the main one's.
+	commonDir string
+	repo      *git.Repository
+	root      *os.Root
 }
 
 func openWorktree(dir string) (*worktree, error) {
@@ -52,7 +55,7 @@ func openWorktree(dir string) (*worktree, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: open worktree: %w", ErrInternal, err)
 	}
-	return &worktree{dir: dir, gitDir: gitDir, repo: repo, root: root}, nil
+	return &worktree{dir: dir, gitDir: gitDir, commonDir: commonDir, repo: repo, root: root}, nil
 }
 
 func (w *worktree) Close() error { return w.root.Close() }
