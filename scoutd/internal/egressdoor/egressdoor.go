@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -135,6 +136,7 @@ type conn struct {
 	wmu       sync.Mutex
 	closeOnce sync.Once
 	closed    chan struct{}
+	cut       atomic.Bool // a write deadline ended the stream
 
 	readDeadline, writeDeadline deadline
 }
@@ -184,23 +186,54 @@ func (c *conn) Read(p []byte) (int, error) {
 func (c *conn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	dl := c.writeDeadline.wait()
 	select {
 	case <-c.closed:
 		return 0, net.ErrClosed
-	case <-c.writeDeadline.wait():
+	case <-dl:
 		return 0, os.ErrDeadlineExceeded
 	default:
 	}
+	if c.cut.Load() {
+		return 0, os.ErrDeadlineExceeded
+	}
+	// Send blocks on flow control when netd, or the upstream behind it,
+	// stops reading, and returns only when the stream ends: a write
+	// deadline that fires meanwhile ends the stream (a tunnel whose write
+	// was cut midway cannot be resumed). Close ends it too.
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		select {
+		case <-dl:
+			c.cut.Store(true)
+			c.cancel()
+		case <-done:
+		}
+	}()
 	n := 0
 	for len(p) > 0 {
 		k := min(len(p), 64<<10)
 		if err := c.st.Send(&netv1.TunnelRequest{Data: append([]byte(nil), p[:k]...)}); err != nil {
-			return n, err
+			return n, c.writeErr(err)
 		}
 		n += k
 		p = p[k:]
 	}
 	return n, nil
+}
+
+// writeErr names why a Send failed when the conn ended it itself.
+func (c *conn) writeErr(err error) error {
+	select {
+	case <-c.closed:
+		return net.ErrClosed
+	default:
+	}
+	if c.cut.Load() {
+		return os.ErrDeadlineExceeded
+	}
+	return err
 }
 
 // CloseWrite half-closes the client-to-upstream direction.
@@ -210,13 +243,16 @@ func (c *conn) CloseWrite() error {
 	return c.st.Send(&netv1.TunnelRequest{CloseWrite: true})
 }
 
+// Close ends the stream. It cancels first: a Write blocked in Send (netd
+// not reading) holds wmu until the stream ends, so taking wmu first would
+// wait for it forever.
 func (c *conn) Close() error {
 	c.closeOnce.Do(func() {
 		close(c.closed)
+		c.cancel()
 		c.wmu.Lock()
 		_ = c.st.CloseSend()
 		c.wmu.Unlock()
-		c.cancel()
 	})
 	return nil
 }

@@ -7,10 +7,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -134,3 +136,132 @@ func TestFetchThroughEgressDoor(t *testing.T) {
 type writer struct{ io.Writer }
 
 func (writer) WriteHead(scout.Head) error { return nil }
+
+// stallNetd allows every tunnel, reads the first data message, then reads
+// nothing more: like a netd whose upstream stopped reading. It reports
+// when a tunnel's first bytes arrived and when its stream ended.
+type stallNetd struct {
+	netv1.UnimplementedEgressServiceServer
+	started chan struct{}
+	ended   chan struct{}
+}
+
+func (f *stallNetd) Tunnel(st grpc.BidiStreamingServer[netv1.TunnelRequest, netv1.TunnelResponse]) error {
+	defer close(f.ended)
+	if _, err := st.Recv(); err != nil {
+		return err
+	}
+	if err := st.Send(&netv1.TunnelResponse{Verdict: &netv1.Verdict{Decision: netv1.Decision_DECISION_ALLOW}}); err != nil {
+		return err
+	}
+	if _, err := st.Recv(); err != nil {
+		return err
+	}
+	close(f.started)
+	<-st.Context().Done()
+	return nil
+}
+
+// stalledTunnel opens a tunnel through a stallNetd.
+func stalledTunnel(t *testing.T) (net.Conn, *stallNetd) {
+	t.Helper()
+	f := &stallNetd{started: make(chan struct{}), ended: make(chan struct{})}
+	sock := filepath.Join(t.TempDir(), "netd.sock")
+	l, err := door.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := grpc.NewServer()
+	netv1.RegisterEgressServiceServer(g, f)
+	go func() { _ = g.Serve(l) }()
+	t.Cleanup(g.Stop)
+	cc, err := door.Dial(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cc.Close() })
+	c, err := New(cc).DialContext(context.Background(), "tcp", "stall.test:443")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The server stops first, so that a Write still blocked when a test
+	// fails ends, and closing the conn cannot hang the cleanup.
+	t.Cleanup(func() {
+		g.Stop()
+		_ = c.Close()
+	})
+	return c, f
+}
+
+// stallBytes is more than gRPC's flow-control windows (the BDP estimator
+// grows them to 16 MiB at most), so a Write of it blocks in Send.
+const stallBytes = 32 << 20
+
+type writeResult struct {
+	n   int
+	err error
+}
+
+// within waits for ch, failing the test if it takes longer than d.
+func within[T any](t *testing.T, d time.Duration, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(d):
+		t.Fatalf("%s: still blocked after %s", what, d)
+		var zero T
+		return zero
+	}
+}
+
+// TestCloseEndsABlockedWrite: Close returns while a Write is blocked on
+// flow control (netd not reading), the Write fails with net.ErrClosed, and
+// netd sees the stream end. Close used to wait for the write lock first,
+// which the blocked Write held forever.
+func TestCloseEndsABlockedWrite(t *testing.T) {
+	c, f := stalledTunnel(t)
+	wrote := make(chan writeResult, 1)
+	go func() {
+		n, err := c.Write(make([]byte, stallBytes))
+		wrote <- writeResult{n, err}
+	}()
+	within(t, 5*time.Second, f.started, "netd receiving the first bytes")
+	closed := make(chan error, 1)
+	go func() { closed <- c.Close() }()
+	if err := within(t, 5*time.Second, closed, "Close with a Write blocked"); err != nil {
+		t.Errorf("Close = %v", err)
+	}
+	r := within(t, 5*time.Second, wrote, "the blocked Write after Close")
+	if !errors.Is(r.err, net.ErrClosed) || r.n >= stallBytes {
+		t.Errorf("blocked Write after Close = %d, %v; want a short write and net.ErrClosed", r.n, r.err)
+	}
+	within(t, 5*time.Second, f.ended, "netd's end of the stream")
+}
+
+// TestWriteDeadlineCutsABlockedWrite: a write deadline that passes while
+// Write is blocked on flow control ends it with os.ErrDeadlineExceeded, and
+// ends the tunnel: later writes fail the same way and netd sees the stream
+// end.
+func TestWriteDeadlineCutsABlockedWrite(t *testing.T) {
+	c, f := stalledTunnel(t)
+	wrote := make(chan writeResult, 1)
+	go func() {
+		n, err := c.Write(make([]byte, stallBytes))
+		wrote <- writeResult{n, err}
+	}()
+	within(t, 5*time.Second, f.started, "netd receiving the first bytes")
+	if err := c.SetWriteDeadline(time.Now().Add(50 * time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	r := within(t, 5*time.Second, wrote, "the blocked Write past its deadline")
+	if !errors.Is(r.err, os.ErrDeadlineExceeded) || r.n >= stallBytes {
+		t.Errorf("blocked Write past its deadline = %d, %v; want a short write and os.ErrDeadlineExceeded", r.n, r.err)
+	}
+	within(t, 5*time.Second, f.ended, "netd's end of the stream")
+	// A new deadline does not revive a tunnel cut midway through a write.
+	_ = c.SetWriteDeadline(time.Time{})
+	if n, err := c.Write([]byte("more")); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("Write after the cut = %d, %v; want 0, os.ErrDeadlineExceeded", n, err)
+	}
+}
