@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,7 +17,7 @@ func TestCommitKeepsIndexFlags(t *testing.T) {
 		req  CommitRequest
 	}{
 		{"all", CommitRequest{Message: "m", All: true}},
-		{"paths", CommitRequest{Message: "m", Paths: []string{"new.txt", "src/a.go", "README"}}},
+		{"paths", CommitRequest{Message: "m", Paths: []string{"new.txt", "src/a.go", "README", "skip"}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f := newFixture(t, nil)
@@ -27,6 +28,9 @@ func TestCommitKeepsIndexFlags(t *testing.T) {
 			run(t, f.repo, "git", "update-index", "--skip-worktree", "skip")
 			twin := twinRepo(t, f.repo)
 			for _, dir := range []string{f.repo, twin} {
+				if err := os.Remove(filepath.Join(dir, "skip")); err != nil { // not checked out: sparse
+					t.Fatal(err)
+				}
 				writeFile(t, filepath.Join(dir, "README"), "changed under assume-unchanged\n")
 				writeFile(t, filepath.Join(dir, "src", "a.go"), "package a // changed\n")
 				writeFile(t, filepath.Join(dir, "new.txt"), "new\n")

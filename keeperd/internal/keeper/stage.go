@@ -370,7 +370,7 @@ func (s *stager) stagePaths(paths []string) error {
 			for name, e := range s.byName {
 				if name == p || strings.HasPrefix(name, p+"/") {
 					matched++
-					if s.valid[e] { // assume-unchanged: git add leaves it too
+					if s.valid[e] || e.SkipWorktree { // git add leaves these too
 						continue
 					}
 					delete(s.byName, name)
