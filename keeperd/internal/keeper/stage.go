@@ -70,12 +70,13 @@ func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool, exc
 		}
 	}
 	// The matcher tries the last pattern first: the global excludes go
-	// first, then .git/info/exclude; both apply to the whole worktree.
+	// first, then info/exclude; both apply to the whole worktree. info/ is
+	// the common git dir's, shared by linked worktrees, as git reads it.
 	s.ignore = append(s.ignore, excludes...)
-	if b, ok := readGitFile(filepath.Join(w.gitDir, "info", "exclude")); ok {
+	if b, ok := readGitFile(filepath.Join(w.commonDir, "info", "exclude")); ok {
 		s.ignore = append(s.ignore, parseIgnore(string(b), nil)...)
 	}
-	if b, ok := readGitFile(filepath.Join(w.gitDir, "info", "attributes")); ok {
+	if b, ok := readGitFile(filepath.Join(w.commonDir, "info", "attributes")); ok {
 		s.infoAttrs = parseAttrs(string(b), nil)
 	}
 	return s, nil

@@ -49,3 +49,29 @@ func TestCommitInLinkedWorktree(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// In a linked worktree, .git/info/exclude (which lives in the common git
+// dir, as git reads it) and the global excludes apply as in the main one.
+func TestLinkedWorktreeExcludes(t *testing.T) {
+	f := newFixture(t, nil)
+	wt := filepath.Join(f.root, "wt-feature")
+	run(t, f.repo, "git", "worktree", "add", "-q", "-b", "claude/feature", wt)
+	writeFile(t, filepath.Join(f.repo, ".git", "info", "exclude"), "*.pem\n")
+	writeFile(t, filepath.Join(f.env["HOME"], ".config", "git", "ignore"), ".env\n")
+	plantSecrets(t, wt)
+	l := f.launch
+	l.Repo = wt
+	res, err := f.k.Commit(context.Background(), l, CommitRequest{Message: "m", All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(changedPaths(res.Files), ","), "a notes.txt,a special.pem,a sub/notes.txt,m .gitignore"; got != want {
+		t.Fatalf("committed %q, want %q", got, want)
+	}
+	if got, want := gitAs(t, wt, f.env, "ls-files", "-o", "-i", "--exclude-standard"), ".env\nkey.pem\nsub/.env\nsub/deep/cert.pem\n"; got != want {
+		t.Fatalf("ignored, untracked after commit: %q, want %q", got, want)
+	}
+	if st := gitAs(t, wt, f.env, "status", "--porcelain"); st != "" {
+		t.Fatalf("git status after commit:\n%s", st)
+	}
+}
