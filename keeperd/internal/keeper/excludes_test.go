@@ -434,3 +434,23 @@ func TestUserConfigFiles(t *testing.T) {
 		}
 	}
 }
+
+// An excludes file keeperd may not read refuses the request (git warns and
+// goes on without it; keeperd will not commit what it would leave out).
+func TestExcludesFileUnreadable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("running as root, which reads a mode 0000 file")
+	}
+	f := newFixture(t, nil)
+	p := filepath.Join(f.env["HOME"], ".config", "git", "ignore")
+	writeFile(t, p, secretPatterns)
+	if err := os.Chmod(p, 0); err != nil {
+		t.Fatal(err)
+	}
+	plantSecrets(t, f.repo)
+	_, err := f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", All: true})
+	want := "failed precondition: the host user's excludes file (core.excludesFile) cannot be used (permission denied); fix it on the host"
+	if !errors.Is(err, ErrPrecondition) || err.Error() != want {
+		t.Fatalf("commit: %v\nwant: %s", err, want)
+	}
+}
