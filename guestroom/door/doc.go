@@ -22,4 +22,10 @@
 // the peer from SO_PEERCRED. A door may also serve raw connections beside
 // gRPC (RawHandler) for bulk byte streams, under the same authorization,
 // binding and audit.
+//
+// Refusals are budgeted per launch (AuditBudget: a burst of 100, then 20 a
+// second), so a guest looping on refused requests cannot fill the host's
+// journal: beyond the budget they are counted per method and reason and
+// reported by audit_suppressed summary records, at most once a second and
+// when the door closes. Allowed calls are always written.
 package door
