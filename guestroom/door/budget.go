@@ -3,6 +3,7 @@ package door
 import (
 	"context"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -71,13 +72,16 @@ type AuditBudget struct {
 	Every time.Duration
 	// clock is the budget's time; nil means real time.
 	clock clock
+	// interval is the time one token takes to come back; span is Burst
+	// intervals, the most a bucket can owe. Set by withDefaults.
+	interval, span time.Duration
 }
 
 func (c AuditBudget) withDefaults() AuditBudget {
 	if c.Burst == 0 {
 		c.Burst = DefaultAuditBurst
 	}
-	if c.Rate <= 0 {
+	if !(c.Rate > 0) { // also NaN
 		c.Rate = DefaultAuditRate
 	}
 	if c.Every <= 0 {
@@ -86,6 +90,15 @@ func (c AuditBudget) withDefaults() AuditBudget {
 	if c.clock == nil {
 		c.clock = realClock{}
 	}
+	// Bounded so that no configuration overflows a time.
+	const most = time.Duration(math.MaxInt64 / 4)
+	burst := time.Duration(min(c.Burst, int(most)))
+	iv := most
+	if f := float64(time.Second) / c.Rate; f < float64(most) {
+		iv = time.Duration(f)
+	}
+	c.interval = max(min(iv, most/burst), 1)
+	c.span = burst * c.interval
 	return c
 }
 
@@ -264,19 +277,14 @@ type summary struct {
 
 func newBudget(cfg *AuditBudget) *budget { return &budget{cfg: cfg} }
 
-// interval is the time one token takes to come back.
-func (c *AuditBudget) interval() time.Duration {
-	return max(time.Duration(float64(time.Second)/c.Rate), 1)
-}
-
 // take1 spends a token if there is one. The caller holds mu.
 func (b *budget) take1(now time.Time) bool {
 	next := b.full
 	if next.Before(now) {
 		next = now
 	}
-	next = next.Add(b.cfg.interval())
-	if next.Sub(now) > time.Duration(b.cfg.Burst)*b.cfg.interval() {
+	next = next.Add(b.cfg.interval)
+	if next.Sub(now) > b.cfg.span {
 		return false
 	}
 	b.full = next

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -551,6 +552,32 @@ func TestAuditBudgetEdges(t *testing.T) {
 		}
 		if levels["denied"] != "ERROR" || levels["quiet"] != "WARN" {
 			t.Errorf("summary levels = %v, want denied ERROR, quiet WARN", levels)
+		}
+	})
+	t.Run("extreme numbers", func(t *testing.T) {
+		cases := []struct {
+			name        string
+			cfg         AuditBudget
+			wantWritten int
+		}{
+			{"tiny rate", AuditBudget{Burst: 3, Rate: 1e-300}, 3},
+			{"NaN rate means the default", AuditBudget{Burst: 3, Rate: math.NaN()}, 3},
+			{"infinite rate", AuditBudget{Burst: 3, Rate: math.Inf(1)}, 3},
+			{"huge burst", AuditBudget{Burst: math.MaxInt, Rate: 1e-9}, 10},
+		}
+		for _, tc := range cases {
+			var al auditLog
+			log := al.logger()
+			tc.cfg.clock = newFakeClock()
+			s := NewServer(Config{Door: "test", AuditBudget: tc.cfg, binding: bound})
+			ctx := callCtx(s, boxPeer)
+			for range 10 {
+				Audit(ctx, log, Record{Reason: "x"})
+			}
+			s.closeAudit()
+			if tl := al.tally(t, "L"); tl.written["x"] != tc.wantWritten || tl.total("x") != 10 {
+				t.Errorf("%s: written %d of 10 (want %d), total %d", tc.name, tl.written["x"], tc.wantWritten, tl.total("x"))
+			}
 		}
 	})
 	t.Run("disabled", func(t *testing.T) {
