@@ -121,6 +121,12 @@ func TestScoutEgressThroughRealNetd(t *testing.T) {
 		if !strings.Contains(res.stderr, want) {
 			t.Errorf("the refusal does not carry netd's verdict %q:\n%s", want, res.stderr)
 		}
+		// The hint points at netd's policy, not at scoutd's allowlist
+		// (which already names B).
+		want = "hint: netd refused it: scoutd sends its own traffic through netd (--egress-door)"
+		if !strings.Contains(res.stderr, want) || strings.Contains(res.stderr, "not on scoutd's allowlist") {
+			t.Errorf("stderr does not hint at netd's policy (%q):\n%s", want, res.stderr)
+		}
 		if strings.Contains(res.stdout, "netd must refuse this") {
 			t.Errorf("B's content reached the client")
 		}
@@ -145,8 +151,9 @@ func TestScoutEgressThroughRealNetd(t *testing.T) {
 			t.Fatalf("scout fetch %s succeeded with netd stopped (%d bytes): scoutd fell back to dialing itself", a.URL(), len(res.stdout))
 		}
 		want := "scout: upstream_unreachable: "
-		if !strings.HasPrefix(res.stderr, want) || !strings.Contains(res.stderr, "upstream unreachable: egress door: ") {
-			t.Errorf("stderr = %q, want %q naming the egress door", res.stderr, want)
+		if !strings.HasPrefix(res.stderr, want) || !strings.Contains(res.stderr, "upstream unreachable: egress door "+netdDoor+": ") ||
+			!strings.Contains(res.stderr, "hint: netd, scoutd's egress door, does not answer: start it") {
+			t.Errorf("stderr = %q, want %q naming the egress door %s and how to start netd", res.stderr, want, netdDoor)
 		}
 		if res.stdout != "" {
 			t.Errorf("stdout = %q, want nothing", clip(res.stdout))

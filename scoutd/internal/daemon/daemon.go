@@ -162,7 +162,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 			return fmt.Errorf("--egress-door: %w", err)
 		}
 		defer func() { _ = cc.Close() }()
-		cfg.Dialer = egressdoor.New(cc)
+		cfg.Dialer = egressdoor.New(cc, *egress)
 	}
 	sc, err := scout.New(cfg)
 	if err != nil {

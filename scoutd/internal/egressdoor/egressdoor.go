@@ -23,13 +23,29 @@ import (
 
 // Dialer opens tunnels through a netd door.
 type Dialer struct {
-	api netv1.EgressServiceClient
+	api  netv1.EgressServiceClient
+	door string
 }
 
-// New returns a Dialer over cc (a connection to a netd door).
-func New(cc grpc.ClientConnInterface) *Dialer {
-	return &Dialer{api: netv1.NewEgressServiceClient(cc)}
+// New returns a Dialer over cc, a connection to the netd door at path door
+// (named in errors).
+func New(cc grpc.ClientConnInterface, door string) *Dialer {
+	return &Dialer{api: netv1.NewEgressServiceClient(cc), door: door}
 }
+
+// ErrRefused marks a target netd refused: scoutd's own policy allowed it,
+// netd's did not. It is matched with errors.Is beside the dest sentinel
+// the reason maps to, and adds nothing to the message.
+var ErrRefused = errors.New("refused by netd through the egress door")
+
+// ErrDoorDown marks an egress door that does not answer.
+var ErrDoorDown = errors.New("egress door does not answer")
+
+// marked wraps err so errors.Is also matches mark, keeping err's message.
+type marked struct{ err, mark error }
+
+func (m marked) Error() string   { return m.err.Error() }
+func (m marked) Unwrap() []error { return []error{m.err, m.mark} }
 
 // verdictErr maps netd's reasons onto the dest sentinels, so a refusal by
 // netd reads exactly like one by scoutd.
@@ -65,7 +81,7 @@ func verdictErr(v *netv1.Verdict, target string) error {
 			base = dest.ErrUnreachable
 		}
 	}
-	return fmt.Errorf("%w: netd refused %s: %s (%s)", base, target, v.GetReason(), v.GetMessage())
+	return marked{fmt.Errorf("%w: netd refused %s: %s (%s)", base, target, v.GetReason(), v.GetMessage()), ErrRefused}
 }
 
 // DialContext opens a tunnel to address ("host:port"). ctx bounds the
@@ -78,7 +94,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	st, err := d.api.Tunnel(sctx)
 	if err != nil {
 		cancel()
-		return nil, fmt.Errorf("%w: egress door: %w", dest.ErrUnreachable, err)
+		return nil, marked{fmt.Errorf("%w: egress door %s: %w", dest.ErrUnreachable, d.door, err), ErrDoorDown}
 	}
 	type verdict struct {
 		v   *netv1.Verdict
@@ -106,7 +122,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, address string) (net.
 	}
 	if v.err != nil {
 		cancel()
-		return nil, fmt.Errorf("%w: egress door: %w", dest.ErrUnreachable, v.err)
+		return nil, marked{fmt.Errorf("%w: egress door %s: %w", dest.ErrUnreachable, d.door, v.err), ErrDoorDown}
 	}
 	if v.v == nil {
 		cancel()

@@ -104,7 +104,7 @@ func TestFetchThroughEgressDoor(t *testing.T) {
 	al, _ := dest.ParseAllowlist("content.test:" + port + ",blocked.test:" + port)
 	// No resolver and no address policy: with an egress door scoutd resolves
 	// nothing itself; netd does.
-	s, err := scout.New(scout.Config{Allow: al, Dialer: New(cc), RootCAs: ca.Pool, GitHubAPI: "https://api.test"})
+	s, err := scout.New(scout.Config{Allow: al, Dialer: New(cc, "/run/netd-door.sock"), RootCAs: ca.Pool, GitHubAPI: "https://api.test"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -180,7 +180,7 @@ func stalledTunnel(t *testing.T) (net.Conn, *stallNetd) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cc.Close() })
-	c, err := New(cc).DialContext(context.Background(), "tcp", "stall.test:443")
+	c, err := New(cc, "/run/netd-door.sock").DialContext(context.Background(), "tcp", "stall.test:443")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/bounded-systems/claude-box/guestroom/door"
 	scoutv1 "github.com/bounded-systems/claude-box/proto/claudebox/scout/v1"
+	"github.com/bounded-systems/claude-box/scoutd/internal/egressdoor"
 	"github.com/bounded-systems/claude-box/scoutd/internal/scout"
 	"github.com/bounded-systems/claude-box/scoutd/internal/wire"
 )
@@ -323,10 +324,22 @@ func describe(ctx context.Context, err error) (codes.Code, string, string) {
 	if code == codes.Internal {
 		msg = "internal error"
 	}
-	if h := scout.Hint(e.Reason); h != "" {
+	if h := hint(err, e.Reason); h != "" {
 		msg += "\nhint: " + h
 	}
 	return code, msg, e.Reason
+}
+
+// hint says how to get past err. A refusal or outage of the egress door
+// is netd's, not scoutd's: its hint points at netd.
+func hint(err error, reason string) string {
+	switch {
+	case errors.Is(err, egressdoor.ErrRefused):
+		return "netd refused it: scoutd sends its own traffic through netd (--egress-door), so the operator must allow the host in netd's policy (netd --allow, its config or a profile) as well as scoutd's"
+	case errors.Is(err, egressdoor.ErrDoorDown):
+		return "netd, scoutd's egress door, does not answer: start it (`claude-box doors start`, or `netd serve` with the door scoutd names in --egress-door)"
+	}
+	return scout.Hint(reason)
 }
 
 // isDomain reports whether err carries a domain classification (a status
