@@ -1,11 +1,8 @@
 package e2e
 
 import (
-	"context"
-	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -99,36 +96,10 @@ func TestFloorForkBombHitsPidsLimit(t *testing.T) {
 	const limit = 4096
 
 	// Measure the host's process spawn latency while the bomb runs.
-	ctx, cancel := context.WithCancel(context.Background())
-	var mu sync.Mutex
-	var worst time.Duration
-	var spawns int
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		tick := time.NewTicker(100 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-			start := time.Now()
-			_ = exec.Command("/bin/true").Run()
-			d := time.Since(start)
-			mu.Lock()
-			spawns++
-			if d > worst {
-				worst = d
-			}
-			mu.Unlock()
-		}
-	}()
-	r := w.ok(t, "e2e-forks", "--", "probe", "forks", "-limit", strconv.Itoa(limit)).probe(t)
-	cancel()
-	wg.Wait()
+	var r probe.Report
+	worst, spawns := hostSpawnLatency(func() {
+		r = w.ok(t, "e2e-forks", "--", "probe", "forks", "-limit", strconv.Itoa(limit)).probe(t)
+	})
 
 	if r.Forks == nil {
 		t.Fatal("no fork result")

@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -112,17 +111,7 @@ func (w *world) claudeBox(t testing.TB, args ...string) result {
 	cmd.Dir = w.home
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	r := result{args: args, stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee):
-		r.code = ee.ExitCode()
-	default:
-		t.Fatalf("run claude-box: %v\n%s", err, r)
-	}
-	return r
+	return finish(t, args, cmd.Run(), &stdout, &stderr)
 }
 
 // ok runs claude-box and fails the test unless it exits 0.

@@ -106,17 +106,7 @@ func StartPodman(ctx context.Context, dir string, opt PodmanOptions) (*Podman, e
 	if err := os.MkdirAll(filepath.Join(dir, "tmp"), 0o700); err != nil {
 		return nil, fmt.Errorf("podman tmp dir: %w", err)
 	}
-	p.global = []string{
-		"--root", root,
-		"--runroot", runroot,
-		"--tmpdir", filepath.Join(dir, "libpod"),
-		"--network-config-dir", filepath.Join(dir, "networks"),
-		"--volumepath", filepath.Join(dir, "volumes"),
-		"--storage-driver", opt.StorageDriver,
-		"--cgroup-manager", "cgroupfs",
-		"--events-backend", "file",
-		"--runtime", "runc",
-	}
+	p.global = globalFlags(dir, root, runroot, opt.StorageDriver)
 	logf, err := os.Create(p.logPath)
 	if err != nil {
 		return nil, fmt.Errorf("podman service log: %w", err)
@@ -146,6 +136,22 @@ func StartPodman(ctx context.Context, dir string, opt PodmanOptions) (*Podman, e
 }
 
 // cleanEnv drops variables that would point podman somewhere else.
+// globalFlags are podman's global flags for an isolated service whose
+// state lives under dir: what this kind of host needs (see the package doc).
+func globalFlags(dir, root, runroot, driver string) []string {
+	return []string{
+		"--root", root,
+		"--runroot", runroot,
+		"--tmpdir", filepath.Join(dir, "libpod"),
+		"--network-config-dir", filepath.Join(dir, "networks"),
+		"--volumepath", filepath.Join(dir, "volumes"),
+		"--storage-driver", driver,
+		"--cgroup-manager", "cgroupfs",
+		"--events-backend", "file",
+		"--runtime", "runc",
+	}
+}
+
 func cleanEnv(env []string) []string {
 	out := env[:0:0]
 	for _, kv := range env {

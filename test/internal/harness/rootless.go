@@ -218,17 +218,7 @@ func StartRootlessPodman(ctx context.Context, dir string, u User, opt PodmanOpti
 	}
 	// The client side (the remote CLI, run as root) needs no storage.
 	r.env = append(cleanEnv(os.Environ()), "CONTAINERS_CONF="+confPath)
-	r.global = []string{
-		"--root", root,
-		"--runroot", runroot,
-		"--tmpdir", filepath.Join(dir, "libpod"),
-		"--network-config-dir", filepath.Join(dir, "networks"),
-		"--volumepath", filepath.Join(dir, "volumes"),
-		"--storage-driver", opt.StorageDriver,
-		"--cgroup-manager", "cgroupfs",
-		"--events-backend", "file",
-		"--runtime", "runc",
-	}
+	r.global = globalFlags(dir, root, runroot, opt.StorageDriver)
 	logf, err := os.Create(r.logPath)
 	if err != nil {
 		return nil, fmt.Errorf("podman service log: %w", err)
