@@ -97,6 +97,12 @@ func (d *daemon) stop() {
 // auditRecords parses the JSON audit lines a daemon logged.
 func auditRecords(t *testing.T, logs string) []map[string]any {
 	t.Helper()
+	return records(t, logs, door.AuditMsg)
+}
+
+// records parses the JSON lines with message msg a daemon logged.
+func records(t *testing.T, logs, msg string) []map[string]any {
+	t.Helper()
 	var out []map[string]any
 	sc := bufio.NewScanner(strings.NewReader(logs))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -105,7 +111,7 @@ func auditRecords(t *testing.T, logs string) []map[string]any {
 		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
 			t.Fatalf("log line is not JSON: %q", sc.Text())
 		}
-		if m["msg"] == door.AuditMsg {
+		if m["msg"] == msg {
 			out = append(out, m)
 		}
 	}
@@ -266,24 +272,41 @@ func TestEndToEnd(t *testing.T) {
 	}
 
 	// Audit: one record per decision, with account, launch, canonical
-	// host, address, bytes and duration; a denial names its rule.
+	// host and address; a denial names its rule. An allowed tunnel's close
+	// record carries its id, bytes, duration and how it ended.
 	recs := auditRecords(t, srv.stderr.String())
 	var sawDeny, sawTunnel, sawLaunch bool
+	var tunnelID any
 	for _, r := range recs {
 		switch {
 		case r["method"] == "Tunnel" && r["host"] == "evil.test":
 			sawDeny = r["allow"] == false && r["reason"] == "not_allowlisted" && r["rule"] == "allowlist" &&
-				r["account"] == "default" && r["launch"] == "standing"
-		case r["method"] == "Tunnel" && r["host"] == "up.test" && r["allow"] == true:
-			sawTunnel = r["addr"] == fmt.Sprintf("127.0.0.1:%d", port) && r["bytes_up"].(float64) > 0 &&
-				r["bytes_down"].(float64) > 0 && r["duration_ms"] != nil &&
+				r["account"] == "default" && r["launch"] == "standing" && r["tunnel_id"] == nil
+		case r["method"] == "Tunnel" && r["host"] == "up.test" && r["allow"] == true && tunnelID == nil:
+			tunnelID = r["tunnel_id"]
+			sawTunnel = r["addr"] == fmt.Sprintf("127.0.0.1:%d", port) && r["bytes_up"] == nil &&
 				r["transport"] == "raw" // the relay's default on a unix door
 		case r["method"] == "CheckTarget" && r["launch"] == "launch-1":
 			sawLaunch = r["account"] == "work" && r["reason"] == "caveat_denied" && r["rule"] == "launch_caveat"
 		}
 	}
-	if !sawDeny || !sawTunnel || !sawLaunch {
-		t.Fatalf("audit records: deny %v tunnel %v launch %v\n%s", sawDeny, sawTunnel, sawLaunch, srv.stderr.String())
+	if !sawDeny || !sawTunnel || !sawLaunch || tunnelID == nil {
+		t.Fatalf("audit records: deny %v tunnel %v (id %v) launch %v\n%s", sawDeny, sawTunnel, tunnelID, sawLaunch, srv.stderr.String())
+	}
+	closedRecord := func(id any) map[string]any {
+		for _, r := range records(t, srv.stderr.String(), "tunnel_closed") {
+			if r["tunnel_id"] == id {
+				return r
+			}
+		}
+		return nil
+	}
+	var cr map[string]any
+	waitFor(t, "the tunnel's close record", 10*time.Second, func() bool { cr = closedRecord(tunnelID); return cr != nil })
+	if cr["account"] != "default" || cr["launch"] != "standing" || cr["host"] != "up.test" || cr["transport"] != "raw" ||
+		cr["addr"] != fmt.Sprintf("127.0.0.1:%d", port) || cr["bytes_up"].(float64) <= 0 || cr["bytes_down"].(float64) <= 0 ||
+		cr["duration_ms"] == nil || cr["end"] == nil {
+		t.Fatalf("close record %v", cr)
 	}
 
 	// Kill netd mid-tunnel: the open tunnel ends, new requests get a clean
@@ -298,10 +321,24 @@ func TestEndToEnd(t *testing.T) {
 	if line, _ := br.ReadString('\n'); !strings.HasPrefix(line, "HTTP/1.1 200") {
 		t.Fatalf("tunnel: %q", line)
 	}
+	// Its decision is on record while it is open, before netd stops.
+	var openRec map[string]any
+	waitFor(t, "the open tunnel's audit record", 10*time.Second, func() bool {
+		for _, r := range auditRecords(t, srv.stderr.String()) {
+			if r["method"] == "Tunnel" && r["host"] == "other.test" && r["allow"] == true && r["tunnel_id"] != nil && closedRecord(r["tunnel_id"]) == nil {
+				openRec = r
+			}
+		}
+		return openRec != nil
+	})
 	srv.stop()
 	_ = tc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.ReadAll(br); err != nil {
 		t.Fatalf("open tunnel did not end cleanly when netd stopped: %v", err)
+	}
+	waitFor(t, "the stopped tunnel's close record", 10*time.Second, func() bool { cr = closedRecord(openRec["tunnel_id"]); return cr != nil })
+	if cr["end"] != "shutdown" || cr["bytes_up"] != 0.0 || cr["bytes_down"] != 0.0 || cr["launch"] != "standing" {
+		t.Fatalf("close record of a tunnel open when netd stopped: %v", cr)
 	}
 	raw := func() string {
 		c, err := net.Dial("tcp", relayAddr)

@@ -51,7 +51,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		dir = filepath.Join(filepath.Dir(*sock), "netd.doors")
 	}
 	m, err := door.NewMinter(door.MinterConfig{
-		Door: "net", Version: version(), Dir: dir, Logger: log,
+		Door: server.DoorName, Version: version(), Dir: dir, Logger: log,
 		Register: srv.Register, Raw: srv.Raw,
 		Validate: func(b door.Binding) error {
 			if err := egress.ValidateBindings(b.Bindings); err != nil {
@@ -65,6 +65,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	srv.Serving(m)
 	// SIGHUP is caught before anything listens, so it can never kill a serving netd.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -74,7 +75,10 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	served := control.Done()
-	shutdown := func() { control.Shutdown(5 * time.Second) }
+	shutdown := func() {
+		srv.Stopping()
+		control.Shutdown(5 * time.Second)
+	}
 	if *doorPath != "" {
 		if err := m.Standing(*doorPath, door.Binding{Account: "default", LaunchID: door.StandingDoorID}); err != nil {
 			shutdown()

@@ -46,9 +46,8 @@ func echoThrough(t *testing.T, addr, msg string) {
 	}
 }
 
-// waitTunnels waits for want tunnel audit records (an allowed tunnel is
-// recorded when netd has seen it close, which can be after the client has)
-// and returns them counted by transport.
+// waitTunnels waits for want tunnel audit records and returns them
+// counted by transport.
 func waitTunnels(t *testing.T, s *stack, want int) map[string]int {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)

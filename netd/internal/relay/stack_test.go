@@ -196,13 +196,14 @@ func newStack(t testing.TB, o stackOpts) *stack {
 	if o.noRawServer {
 		raw = nil
 	}
-	m, err := door.NewMinter(door.MinterConfig{Door: "net", Dir: filepath.Join(dir, "doors"), Logger: log,
+	m, err := door.NewMinter(door.MinterConfig{Door: server.DoorName, Dir: filepath.Join(dir, "doors"), Logger: log,
 		Register: s.srv.Register, Raw: raw, Counters: s.srv.Counters,
 		Validate: func(b door.Binding) error { return egress.ValidateCaveats(b.Caveats) }})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.minter = m
+	s.srv.Serving(m)
 	s.door = filepath.Join(dir, "netd.sock")
 	if err := m.Standing(s.door, door.Binding{Account: "default", LaunchID: door.StandingDoorID}); err != nil {
 		t.Fatal(err)

@@ -217,8 +217,8 @@ func TestTable(t *testing.T) {
 	}
 }
 
-// transportCounts counts the tunnel audit records in logs by transport,
-// and returns the verdicts of those carried by gRPC.
+// transportCounts counts the tunnel audit records (one per decision) in
+// logs by transport, and returns the verdicts of those carried by gRPC.
 func transportCounts(t *testing.T, logs string) (map[string]int, []string) {
 	t.Helper()
 	n := map[string]int{}
@@ -228,7 +228,7 @@ func transportCounts(t *testing.T, logs string) (map[string]int, []string) {
 		if err := json.Unmarshal([]byte(line), &m); err != nil {
 			t.Fatalf("log line %q: %v", line, err)
 		}
-		if m[door.KeyMethod] == "Tunnel" {
+		if m["msg"] == door.AuditMsg && m[door.KeyMethod] == "Tunnel" {
 			tr, _ := m[server.KeyTransport].(string)
 			n[tr]++
 			if tr == server.TransportGRPC {

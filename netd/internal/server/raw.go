@@ -63,11 +63,14 @@ func (s *Server) Raw(ctx context.Context, line string, c net.Conn) {
 	defer conn.Close()
 	stopUp := context.AfterFunc(ctx, func() { _ = conn.Close() })
 	defer stopUp()
-	tr := traffic{start: time.Now()}
-	if writeVerdict(c, toRawVerdict(d)) == nil {
-		tr.up, tr.down = s.copyBoth(c, conn)
+	t := s.opened(ctx, TransportRaw, a, d)
+	var up, down int64
+	if err := writeVerdict(c, toRawVerdict(d)); err == nil {
+		up, down = s.copyBoth(ctx, t, c, conn)
+	} else {
+		s.sideEnded(ctx, t, EndClientClosed, err)
 	}
-	s.record(ctx, TransportRaw, a, d, &tr)
+	s.closed(ctx, t, up, down)
 }
 
 // writeVerdict writes a verdict line within verdictWriteTimeout.
@@ -91,54 +94,66 @@ func toRawVerdict(d egress.Decision) rawtunnel.Verdict {
 
 // copyBoth copies bytes between the relay's connection and the upstream
 // until the upstream ends, either connection fails, or nothing moves for
-// the idle timeout. The relay's EOF half-closes the upstream; the
-// upstream's end closes the tunnel (as Tunnel's pump does). It returns the
-// bytes carried each way.
-func (s *Server) copyBoth(c, up net.Conn) (upN, downN int64) {
+// the idle timeout, and records on t how it ended. The relay's EOF
+// half-closes the upstream; the upstream's end closes the tunnel (as
+// Tunnel's pump does). It returns the bytes carried each way.
+func (s *Server) copyBoth(ctx context.Context, t *tunnel, c, up net.Conn) (upN, downN int64) {
 	closeAll := func() { _ = c.Close(); _ = up.Close() }
-	idle := newIdleWatch(s.lim.IdleTimeout, closeAll)
+	idle := newIdleWatch(s.lim.IdleTimeout, func() { t.ended(EndIdleTimeout); closeAll() })
 	defer idle.stop()
 	var upCount atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		err := copyCounted(up, c, idle, &upCount, &s.bytesUp)
-		if err == nil {
+		rerr, werr := copyCounted(up, c, idle, &upCount, &s.bytesUp)
+		switch {
+		case werr != nil:
+			s.sideEnded(ctx, t, EndUpstreamClosed, werr)
+		case rerr != nil:
+			s.sideEnded(ctx, t, EndClientClosed, rerr)
+		default:
+			t.ended(EndClientClosed)
 			closeWrite(up)
 			return
 		}
 		closeAll()
 	}()
 	var downCount atomic.Int64
-	_ = copyCounted(c, up, idle, &downCount, &s.bytesDown)
+	rerr, werr := copyCounted(c, up, idle, &downCount, &s.bytesDown)
+	if werr != nil {
+		s.sideEnded(ctx, t, EndClientClosed, werr)
+	} else {
+		s.sideEnded(ctx, t, EndUpstreamClosed, rerr)
+	}
 	closeAll()
 	<-done
 	return upCount.Load(), downCount.Load()
 }
 
 // copyCounted copies src to dst, touching idle and adding to both counters
-// as bytes move. A clean EOF returns nil.
-func copyCounted(dst io.Writer, src io.Reader, idle *idleWatch, n, total *atomic.Int64) error {
+// as bytes move, until reading src fails (rerr; nil at a clean EOF) or
+// writing dst does (werr).
+func copyCounted(dst io.Writer, src io.Reader, idle *idleWatch, n, total *atomic.Int64) (rerr, werr error) {
 	buf := make([]byte, rawFirstBuf)
 	for {
-		r, rerr := src.Read(buf)
+		r, err := src.Read(buf)
 		if r > 0 {
 			idle.touch()
-			w, werr := dst.Write(buf[:r])
+			w, err := dst.Write(buf[:r])
 			n.Add(int64(w))
 			total.Add(int64(w))
-			if werr != nil {
-				return werr
+			if err != nil {
+				return nil, err
 			}
 			if r == len(buf) && len(buf) < rawBuf {
 				buf = make([]byte, rawBuf)
 			}
 		}
-		if errors.Is(rerr, io.EOF) {
-			return nil
+		if errors.Is(err, io.EOF) {
+			return nil, nil
 		}
-		if rerr != nil {
-			return rerr
+		if err != nil {
+			return err, nil
 		}
 	}
 }

@@ -102,6 +102,10 @@ type Server struct {
 	tunnelsTotal atomic.Int64
 	bytesUp      atomic.Int64
 	bytesDown    atomic.Int64
+
+	// minter serves the doors (see Serving); stopping is set by Stopping.
+	minter   atomic.Pointer[door.Minter]
+	stopping atomic.Bool
 }
 
 // New returns a server deciding with eng.
@@ -186,12 +190,15 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 		return toStatus(stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)}))
 	}
 	defer conn.Close()
-	tr := traffic{start: time.Now()}
+	t := s.opened(ctx, TransportGRPC, a, d)
+	var up, down int64
 	err = stream.Send(&netv1.TunnelResponse{Verdict: toVerdict(d)})
 	if err == nil {
-		tr.up, tr.down, err = s.pump(stream, conn, first.GetData())
+		up, down, err = s.pump(ctx, t, stream, conn, first.GetData())
+	} else {
+		s.sideEnded(ctx, t, EndClientClosed, err)
 	}
-	s.record(ctx, TransportGRPC, a, d, &tr)
+	s.closed(ctx, t, up, down)
 	return toStatus(err)
 }
 
@@ -213,12 +220,6 @@ type ask struct {
 
 func askOf(o *netv1.Open) ask {
 	return ask{target: o.GetTarget(), verb: o.GetVerb(), hostHeader: o.GetHostHeader()}
-}
-
-// traffic is what an allowed tunnel carried.
-type traffic struct {
-	up, down int64
-	start    time.Time
 }
 
 func launchOf(ctx context.Context) string {
@@ -244,17 +245,19 @@ func (s *Server) dial(ctx context.Context, a ask) (net.Conn, egress.Decision) {
 	return conn, d
 }
 
-// record writes the one audit record of a tunnel (at its refusal, or at its
-// close with what it carried) and counts its decision; both transports
-// record through it.
-func (s *Server) record(ctx context.Context, transport string, a ask, d egress.Decision, tr *traffic) {
+// methodTunnel is the method a tunnel is audited under, whichever
+// transport carried it.
+const methodTunnel = "Tunnel"
+
+// record writes the one audit record of a tunnel's decision (a refusal, a
+// failed dial, or, with t, the tunnel it opened) and counts the decision;
+// both transports record through it.
+func (s *Server) record(ctx context.Context, transport string, a ask, d egress.Decision, t *tunnel) {
 	extra := []slog.Attr{slog.String(KeyTransport, transport)}
-	if tr != nil {
-		extra = append(extra,
-			slog.Int64(KeyBytesUp, tr.up), slog.Int64(KeyBytesDown, tr.down),
-			slog.Int64(KeyDuration, time.Since(tr.start).Milliseconds()))
+	if t != nil {
+		extra = append(extra, slog.String(KeyTunnel, t.id))
 	}
-	s.audit(ctx, "Tunnel", a.target, a.verb, d, extra)
+	s.audit(ctx, methodTunnel, a.target, a.verb, d, extra)
 }
 
 // limitedOpenWait bounds the wait for the Open of a stream that is over its
@@ -285,10 +288,10 @@ func (s *Server) recvFirst(stream netv1.EgressService_TunnelServer, wait time.Du
 }
 
 // pump copies bytes both ways until the upstream closes, the client's
-// stream fails, or the tunnel is idle for too long. It returns the bytes
-// carried each way.
-func (s *Server) pump(stream netv1.EgressService_TunnelServer, conn net.Conn, early []byte) (up, down int64, err error) {
-	idle := newIdleWatch(s.lim.IdleTimeout, func() { _ = conn.Close() })
+// stream fails, or the tunnel is idle for too long, and records on t how
+// it ended. It returns the bytes carried each way.
+func (s *Server) pump(ctx context.Context, t *tunnel, stream netv1.EgressService_TunnelServer, conn net.Conn, early []byte) (up, down int64, err error) {
+	idle := newIdleWatch(s.lim.IdleTimeout, func() { t.ended(EndIdleTimeout); _ = conn.Close() })
 	defer idle.stop()
 	var upN atomic.Int64
 	write := func(p []byte) error {
@@ -300,6 +303,7 @@ func (s *Server) pump(stream netv1.EgressService_TunnelServer, conn net.Conn, ea
 	}
 	if len(early) > 0 {
 		if err := write(early); err != nil {
+			s.sideEnded(ctx, t, EndUpstreamClosed, err)
 			return upN.Load(), 0, nil
 		}
 	}
@@ -308,23 +312,27 @@ func (s *Server) pump(stream netv1.EgressService_TunnelServer, conn net.Conn, ea
 		for {
 			m, err := stream.Recv()
 			if errors.Is(err, io.EOF) {
+				t.ended(EndClientClosed)
 				closeWrite(conn)
 				upErr <- nil
 				return
 			}
 			if err != nil {
+				s.sideEnded(ctx, t, EndClientClosed, err)
 				_ = conn.Close()
 				upErr <- err
 				return
 			}
 			if p := m.GetData(); len(p) > 0 {
 				if err := write(p); err != nil {
+					s.sideEnded(ctx, t, EndUpstreamClosed, err)
 					_ = conn.Close()
 					upErr <- nil
 					return
 				}
 			}
 			if m.GetCloseWrite() {
+				t.ended(EndClientClosed)
 				closeWrite(conn)
 			}
 		}
@@ -336,6 +344,7 @@ func (s *Server) pump(stream netv1.EgressService_TunnelServer, conn net.Conn, ea
 		if n > 0 {
 			idle.touch()
 			if serr := stream.Send(&netv1.TunnelResponse{Data: buf[:n]}); serr != nil {
+				s.sideEnded(ctx, t, EndClientClosed, serr)
 				err = serr
 				break
 			}
@@ -346,6 +355,7 @@ func (s *Server) pump(stream netv1.EgressService_TunnelServer, conn net.Conn, ea
 			s.bytesDown.Add(int64(n))
 		}
 		if rerr != nil {
+			s.sideEnded(ctx, t, EndUpstreamClosed, rerr)
 			break
 		}
 	}

@@ -80,7 +80,13 @@ func (s *syncBuffer) String() string {
 
 func newFixture(t *testing.T, lim Limits) *fixture {
 	t.Helper()
-	port := echoServer(t)
+	return newFixtureOn(t, lim, echoServer(t))
+}
+
+// newFixtureOn serves doors a and b (launches "a" and "b", caveat
+// echo.test:port) whose policy admits echo.test:port, at 127.0.0.1.
+func newFixtureOn(t *testing.T, lim Limits, port int) *fixture {
+	t.Helper()
 	p, err := egress.Compile(egress.Spec{Allow: []string{"echo.test:" + itoa(port)}, Resolve: []string{"echo.test=127.0.0.1"}, AllowPrivate: []string{"127.0.0.1/32"}})
 	if err != nil {
 		t.Fatal(err)
@@ -92,11 +98,12 @@ func newFixture(t *testing.T, lim Limits) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	f.m, err = door.NewMinter(door.MinterConfig{Door: "net", Dir: filepath.Join(dir, "d"), Register: f.srv.Register, Raw: f.srv.Raw,
+	f.m, err = door.NewMinter(door.MinterConfig{Door: DoorName, Dir: filepath.Join(dir, "d"), Register: f.srv.Register, Raw: f.srv.Raw,
 		Validate: func(b door.Binding) error { return egress.ValidateCaveats(b.Caveats) }})
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.srv.Serving(f.m)
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
