@@ -89,8 +89,11 @@ func (u *upstream) handle(c net.Conn) {
 	u.mu.Lock()
 	u.heads = append(u.heads, head.String()+string(rest))
 	u.mu.Unlock()
-	_, _ = io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+	_, _ = io.WriteString(c, upstreamReply)
 }
+
+// upstreamReply is what the (non-echo) upstream answers every request.
+const upstreamReply = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
 
 func (u *upstream) seen() []string {
 	u.mu.Lock()

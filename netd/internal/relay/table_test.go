@@ -244,10 +244,15 @@ func runTable(t *testing.T, rows []row, grpcOnly bool) *stack {
 	// Timeouts generous enough that a loaded machine never turns a prompt
 	// head or a loopback connect into a 408 or 504; the slow cases wait them out.
 	s := newStack(t, stackOpts{spec: tableSpec, timeout: time.Second, relay: Config{HeadTimeout: time.Second}, grpcOnly: grpcOnly})
+	transport := server.TransportRaw
+	if grpcOnly {
+		transport = server.TransportGRPC
+	}
 	for _, tc := range rows {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(s.dialedAddrs())
 			conns := s.up.conns.Load()
+			logged := len(logRecords(t, s.logs.String()))
 			got := roundTrip(t, s.relayAddr, tc.raw, tc.pause)
 			if got.status != tc.status || got.reason != tc.reason {
 				t.Fatalf("status %d reason %q (body %q), want %d %q", got.status, got.reason, got.body, tc.status, tc.reason)
@@ -265,9 +270,92 @@ func runTable(t *testing.T, rows []row, grpcOnly bool) *stack {
 			if tc.status >= 400 && !strings.HasPrefix(got.body, "netd") {
 				t.Fatalf("refusal body %q", got.body)
 			}
+			checkTunnelRecords(t, s, tc, transport, logged)
 		})
 	}
 	return s
+}
+
+// checkTunnelRecords checks the records a row left after the first logged
+// ones: an allowed tunnel has exactly one audit record (with its id) and,
+// once it has ended, one close record joined to it by that id, on the
+// transport the relay used, with how it ended and what it carried; any
+// other row leaves no close record and no tunnel id.
+func checkTunnelRecords(t *testing.T, s *stack, tc row, transport string, logged int) {
+	t.Helper()
+	var audits, closes []map[string]any
+	collect := func() {
+		audits, closes = nil, nil
+		for _, m := range logRecords(t, s.logs.String())[logged:] {
+			switch {
+			case m["msg"] == door.AuditMsg && m[door.KeyMethod] == "Tunnel":
+				audits = append(audits, m)
+			case m["msg"] == server.TunnelClosedMsg:
+				closes = append(closes, m)
+			}
+		}
+	}
+	collect()
+	if tc.status != 200 {
+		for _, m := range audits {
+			if m[server.KeyTunnel] != nil {
+				t.Fatalf("a refused tunnel has an id: %v", m)
+			}
+		}
+		if len(closes) != 0 {
+			t.Fatalf("a refused tunnel has a close record: %v", closes)
+		}
+		return
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(closes) == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+		collect()
+	}
+	if len(audits) != 1 || len(closes) != 1 {
+		t.Fatalf("%d audit and %d close records, want one of each:\n%v\n%v", len(audits), len(closes), audits, closes)
+	}
+	open, cl := audits[0], closes[0]
+	id, _ := open[server.KeyTunnel].(string)
+	if id == "" || cl[server.KeyTunnel] != id || open[server.KeyTransport] != transport || cl[server.KeyTransport] != transport {
+		t.Fatalf("records do not join on %s:\n%v\n%v", transport, open, cl)
+	}
+	for _, k := range []string{door.KeyAccount, door.KeyLaunch, door.KeyPeer, door.KeyTarget, server.KeyHost, server.KeyPort, server.KeyAddr} {
+		if cl[k] != open[k] {
+			t.Errorf("close record %s = %v, audit record has %v", k, cl[k], open[k])
+		}
+	}
+	// A CONNECT tunnel ends when the client, having read the 200, closes
+	// it; a plain-HTTP request when the upstream has answered and closed.
+	up, _ := cl[server.KeyBytesUp].(float64)
+	down, _ := cl[server.KeyBytesDown].(float64)
+	if strings.HasPrefix(tc.raw, "CONNECT ") {
+		if cl[server.KeyEnd] != server.EndClientClosed || up != 0 {
+			t.Fatalf("close record %v, want end %s and no bytes up", cl, server.EndClientClosed)
+		}
+		return
+	}
+	seen := s.up.seen()
+	if cl[server.KeyEnd] != server.EndUpstreamClosed || len(seen) == 0 || int(up) != len(seen[len(seen)-1]) || int(down) != len(upstreamReply) {
+		t.Fatalf("close record %v, want end %s, %d bytes up and %d down", cl, server.EndUpstreamClosed, len(seen[len(seen)-1]), len(upstreamReply))
+	}
+}
+
+// logRecords parses every record in logs.
+func logRecords(t *testing.T, logs string) []map[string]any {
+	t.Helper()
+	var out []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(logs), "\n") {
+		if line == "" {
+			continue
+		}
+		var m map[string]any
+		if err := json.Unmarshal([]byte(line), &m); err != nil {
+			t.Fatalf("log line %q: %v", line, err)
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // TestForwardedHead proves an allowed absolute-form request reaches the
