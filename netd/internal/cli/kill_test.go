@@ -34,8 +34,10 @@ func TestHelperNetd(t *testing.T) {
 }
 
 // TestKillMidTunnel kills `netd serve` with SIGKILL while a tunnel is
-// open: the tunnel ends, the relay answers a clean 502 while netd is gone,
-// and serves again once a new netd has taken over the stale socket.
+// open: the tunnel's decision is already in netd's log file (it was
+// written when the tunnel opened, and netd never gets to close it), the
+// tunnel ends, the relay answers a clean 502 while netd is gone, and
+// serves again once a new netd has taken over the stale socket.
 func TestKillMidTunnel(t *testing.T) {
 	if testing.Short() {
 		t.Skip("spawns processes; skipped under -short")
@@ -71,10 +73,18 @@ func TestKillMidTunnel(t *testing.T) {
 	doorPath := filepath.Join(dir, "doors", "netd.sock")
 	args := []string{"serve", "--socket", filepath.Join(dir, "run", "netd.sock"), "--door", doorPath,
 		"--allow", fmt.Sprintf("echo.test:%d", port), "--resolve", "echo.test=127.0.0.1", "--allow-private", "127.0.0.1/32"}
+	logPath := filepath.Join(dir, "netd.log")
 	spawn := func() *exec.Cmd {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestHelperNetd$")
 		cmd.Env = append(os.Environ(), "NETD_HELPER=1", "NETD_ARGS="+strings.Join(args, "\x1f"))
-		cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+		// netd's stderr (its audit trail) goes straight to a file, as
+		// under the launcher: what is in it was written by netd itself.
+		logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer logFile.Close()
+		cmd.Stdout, cmd.Stderr = io.Discard, logFile
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -116,10 +126,32 @@ func TestKillMidTunnel(t *testing.T) {
 	if _, err := io.ReadFull(br, got); err != nil || string(got) != "ping" {
 		t.Fatalf("echo %q %v", got, err)
 	}
+	// While the tunnel is open, its decision is on disk.
+	logged := func() string {
+		b, err := os.ReadFile(logPath)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	recs := auditRecords(t, logged())
+	var id any
+	for _, r := range recs {
+		if r["method"] == "Tunnel" && r["allow"] == true && r["host"] == "echo.test" {
+			id = r["tunnel_id"]
+		}
+	}
+	if id == nil {
+		t.Fatalf("no audit record of the open tunnel in netd's log:\n%s", logged())
+	}
 	if err := netd.Process.Kill(); err != nil {
 		t.Fatal(err)
 	}
 	_, _ = netd.Process.Wait()
+	// netd never closed it: the decision is all there is, and all that is needed.
+	if n := len(records(t, logged(), "tunnel_closed")); n != 0 {
+		t.Fatalf("%d close records from a netd killed mid-tunnel:\n%s", n, logged())
+	}
 	// The open tunnel ends: EOF (or a reset), not a hang.
 	if _, err := io.ReadAll(br); err != nil && !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("tunnel after SIGKILL: %v", err)
