@@ -29,7 +29,8 @@ func TestScoutEgressThroughRealNetd(t *testing.T) {
 
 	// A binary body with every byte value, so the round trip is checked
 	// byte for byte. "Connection: close" ends each tunnel after its
-	// response, which is when netd writes the tunnel's audit record.
+	// response, which is when netd writes the tunnel's close record (its
+	// audit record is written when it opens).
 	body := make([]byte, 300<<10)
 	for i := range body {
 		body[i] = byte(i*7 + i/256)
@@ -61,6 +62,15 @@ func TestScoutEgressThroughRealNetd(t *testing.T) {
 	netdAudit := func(target string) map[string]any {
 		for _, rec := range netd.Records() {
 			if rec["msg"] == "audit" && rec["method"] == "Tunnel" && rec["target"] == target {
+				return rec
+			}
+		}
+		return nil
+	}
+	// netdClosed finds netd's close record of the tunnel with id.
+	netdClosed := func(id any) map[string]any {
+		for _, rec := range netd.Records() {
+			if rec["msg"] == "tunnel_closed" && rec["tunnel_id"] == id {
 				return rec
 			}
 		}
@@ -100,8 +110,17 @@ func TestScoutEgressThroughRealNetd(t *testing.T) {
 			"allow": true, "reason": "ok", "verb": "CONNECT", "account": "default", "launch": "standing",
 			"peer": peer, "addr": "127.0.0.1:" + strconv.Itoa(a.Port), "transport": "grpc",
 		})
-		if down, _ := rec["bytes_down"].(float64); down < float64(len(body)) {
-			t.Errorf("netd carried %v bytes down, want at least the body's %d", rec["bytes_down"], len(body))
+		var closed map[string]any
+		if id, _ := rec["tunnel_id"].(string); id == "" ||
+			!harness.WaitFor(5*time.Second, func() bool { closed = netdClosed(id); return closed != nil }) {
+			t.Fatalf("no netd close record joined to %s:\n%s", jsonish(rec), netd.LogTail())
+		}
+		checkRecord(t, closed, map[string]any{
+			"account": "default", "launch": "standing", "peer": peer, "target": a.HostPort(),
+			"addr": "127.0.0.1:" + strconv.Itoa(a.Port), "transport": "grpc",
+		})
+		if down, _ := closed["bytes_down"].(float64); down < float64(len(body)) {
+			t.Errorf("netd carried %v bytes down, want at least the body's %d", closed["bytes_down"], len(body))
 		}
 	})
 
