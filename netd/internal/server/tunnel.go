@@ -129,6 +129,9 @@ func (s *Server) closed(ctx context.Context, t *tunnel, up, down int64) {
 // side's doing; an error may be the door runtime cutting the tunnel
 // (revocation, shutdown), which is recorded instead.
 func (s *Server) sideEnded(ctx context.Context, t *tunnel, side string, err error) {
+	if t.endReason() != "" {
+		return // the other side, the idle timer or a cut came first
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		if why, ok := s.cut(ctx, t); ok {
 			side = why
