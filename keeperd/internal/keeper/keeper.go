@@ -66,6 +66,9 @@ type Keeper struct {
 	mu       sync.Mutex
 	launches map[string]*launchState
 	repos    map[string]*sync.Mutex
+	// pushLocks serializes pushes of one repository to one remote: a
+	// one-slot semaphore per repository and remote name.
+	pushLocks map[string]chan struct{}
 }
 
 type launchState struct {
@@ -93,6 +96,7 @@ func New(cfg Config) (*Keeper, error) {
 	k := &Keeper{
 		key: cfg.Key, log: cfg.Logger, now: cfg.Now, getenv: cfg.Getenv,
 		launches: map[string]*launchState{}, repos: map[string]*sync.Mutex{},
+		pushLocks: map[string]chan struct{}{},
 	}
 	k.pol.Store(cfg.Policy)
 	return k, nil
@@ -181,7 +185,9 @@ func (k *Keeper) Forget(launchID string) {
 	delete(k.launches, launchID)
 }
 
-// lockRepo serializes writers of one repository inside this process.
+// lockRepo serializes writers of one repository inside this process. It is
+// held for local work only (a commit; what a push resolves before and
+// after its network I/O), never across a network round trip.
 func (k *Keeper) lockRepo(dir string) func() {
 	k.mu.Lock()
 	m, ok := k.repos[dir]
@@ -192,6 +198,27 @@ func (k *Keeper) lockRepo(dir string) func() {
 	k.mu.Unlock()
 	m.Lock()
 	return m.Unlock
+}
+
+// lockPush serializes pushes of one repository to one remote inside this
+// process, so they do not race each other on the remote; commits do not
+// take it. Waiting for it ends with ctx, since the push ahead may be stuck
+// on a slow remote for as long as its own deadline allows.
+func (k *Keeper) lockPush(ctx context.Context, dir, remote string) (func(), error) {
+	key := dir + "\x00" + remote
+	k.mu.Lock()
+	slot, ok := k.pushLocks[key]
+	if !ok {
+		slot = make(chan struct{}, 1)
+		k.pushLocks[key] = slot
+	}
+	k.mu.Unlock()
+	select {
+	case slot <- struct{}{}:
+		return func() { <-slot }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: another push of this repository to remote %q is still in flight: %w", ErrUnavailable, remote, ctx.Err())
+	}
 }
 
 func checkCtx(ctx context.Context) error {

@@ -14,9 +14,11 @@ import (
 	"github.com/go-git/go-git/v5/config"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/plumbing/transport"
 	githttp "github.com/go-git/go-git/v5/plumbing/transport/http"
 	gitssh "github.com/go-git/go-git/v5/plumbing/transport/ssh"
+	"github.com/go-git/go-git/v5/storage/filesystem"
 	"github.com/skeema/knownhosts"
 	"golang.org/x/crypto/ssh"
 )
@@ -81,57 +83,32 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResul
 	if req.Force && !p.Force {
 		return PushResult{}, fmt.Errorf("%w: force push is not allowed by policy", ErrDenied)
 	}
-	unlock := k.lockRepo(dir)
-	defer unlock()
-	w, err := openWorktree(dir)
+	// Pushes of this repository to this remote run one at a time; commits
+	// do not wait for them.
+	unlockPush, err := k.lockPush(ctx, dir, name)
+	if err != nil {
+		return PushResult{}, err
+	}
+	defer unlockPush()
+	w, local, err := k.resolvePush(l, dir, p, req.Ref)
 	if err != nil {
 		return PushResult{}, err
 	}
 	defer w.Close()
-	var ref plumbing.ReferenceName
-	isTag := false
-	switch {
-	case strings.HasPrefix(req.Ref, "refs/tags/"):
-		if !p.Tags {
-			return PushResult{}, fmt.Errorf("%w: pushing tags is not allowed by policy", ErrDenied)
-		}
-		if err := CheckBranchName(strings.TrimPrefix(req.Ref, "refs/tags/")); err != nil {
-			return PushResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		ref, isTag = plumbing.ReferenceName(req.Ref), true
-	case strings.HasPrefix(req.Ref, "refs/") && !strings.HasPrefix(req.Ref, "refs/heads/"):
-		return PushResult{}, fmt.Errorf("%w: %q: only branches (and tags, if policy allows) may be pushed", ErrDenied, req.Ref)
-	case req.Ref == "":
-		ref, err = w.branch()
-		if err != nil {
-			return PushResult{}, err
-		}
-	default:
-		b := strings.TrimPrefix(req.Ref, "refs/heads/")
-		if err := CheckBranchName(b); err != nil {
-			return PushResult{}, fmt.Errorf("%w: %w", ErrInvalid, err)
-		}
-		ref = plumbing.NewBranchReferenceName(b)
-	}
-	if !isTag && !p.BranchAllowed(ref.Short()) {
-		return PushResult{}, fmt.Errorf("%w: branch %q is not allowed by policy", ErrDenied, ref.Short())
-	}
-	local, err := w.repo.Storer.Reference(ref)
-	if err != nil {
-		return PushResult{}, fmt.Errorf("%w: %s does not exist in this repository", ErrPrecondition, ref.Short())
-	}
-	if local.Type() != plumbing.HashReference {
-		return PushResult{}, fmt.Errorf("%w: %s is a symbolic ref", ErrInvalid, ref)
-	}
-	newH := local.Hash()
-	if err := k.take(l, "push"); err != nil {
-		return PushResult{}, err
+	// The repository lock is released: from here on the push reads only
+	// objects (immutable) and the one reference resolved under the lock,
+	// so a commit made meanwhile neither waits for the network nor changes
+	// what is sent. Nothing below writes to the repository.
+	ref, newH, isTag := local.Name(), local.Hash(), local.Name().IsTag()
+	sto, ok := w.repo.Storer.(*filesystem.Storage)
+	if !ok {
+		return PushResult{}, fmt.Errorf("%w: unexpected repository storage %T", ErrInternal, w.repo.Storer)
 	}
 	t, err := k.transport(rem)
 	if err != nil {
 		return PushResult{}, err
 	}
-	remote := git.NewRemote(w.repo.Storer, &config.RemoteConfig{Name: name, URLs: []string{t.url}})
+	remote := git.NewRemote(pinnedRefs{Storage: sto, ref: local}, &config.RemoteConfig{Name: name, URLs: []string{t.url}})
 	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: t.auth, CABundle: t.ca})
 	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return PushResult{}, t.explain(name, err)
@@ -191,6 +168,101 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResul
 	k.record(l, Write{Kind: "push", Target: name + " " + ref.String(), Summary: fmt.Sprintf("%s..%s", short(res.Old), short(res.New))})
 	return res, nil
 }
+
+// resolvePush resolves, under the repository lock, the ref a push names to
+// the id it points at, checks it against policy, and spends one push of
+// the launch's budget. The returned worktree stays open for reading
+// objects after the lock is released; the caller closes it.
+func (k *Keeper) resolvePush(l Launch, dir string, p *Policy, reqRef string) (*worktree, *plumbing.Reference, error) {
+	unlock := k.lockRepo(dir)
+	defer unlock()
+	w, err := openWorktree(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	local, err := k.resolvePushRef(l, w, p, reqRef)
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	return w, local, nil
+}
+
+// resolvePushRef is resolvePush's work, under the repository lock.
+func (k *Keeper) resolvePushRef(l Launch, w *worktree, p *Policy, reqRef string) (*plumbing.Reference, error) {
+	var err error
+	var ref plumbing.ReferenceName
+	switch {
+	case strings.HasPrefix(reqRef, "refs/tags/"):
+		if !p.Tags {
+			return nil, fmt.Errorf("%w: pushing tags is not allowed by policy", ErrDenied)
+		}
+		if err := CheckBranchName(strings.TrimPrefix(reqRef, "refs/tags/")); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		ref = plumbing.ReferenceName(reqRef)
+	case strings.HasPrefix(reqRef, "refs/") && !strings.HasPrefix(reqRef, "refs/heads/"):
+		return nil, fmt.Errorf("%w: %q: only branches (and tags, if policy allows) may be pushed", ErrDenied, reqRef)
+	case reqRef == "":
+		ref, err = w.branch()
+		if err != nil {
+			return nil, err
+		}
+	default:
+		b := strings.TrimPrefix(reqRef, "refs/heads/")
+		if err := CheckBranchName(b); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+		ref = plumbing.NewBranchReferenceName(b)
+	}
+	if !ref.IsTag() && !p.BranchAllowed(ref.Short()) {
+		return nil, fmt.Errorf("%w: branch %q is not allowed by policy", ErrDenied, ref.Short())
+	}
+	local, err := w.repo.Storer.Reference(ref)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s does not exist in this repository", ErrPrecondition, ref.Short())
+	}
+	if local.Type() != plumbing.HashReference {
+		return nil, fmt.Errorf("%w: %s is a symbolic ref", ErrInvalid, ref)
+	}
+	if err := k.take(l, "push"); err != nil {
+		return nil, err
+	}
+	return plumbing.NewHashReference(ref, local.Hash()), nil
+}
+
+// errPinned reports a reference write during a push, which never happens:
+// the push runs without the repository lock and must leave refs alone.
+var errPinned = errors.New("keeper: a push writes no reference")
+
+// pinnedRefs is the repository's storage as the network half of a push
+// sees it: objects as stored, and exactly one reference, pinned to the id
+// resolved under the repository lock. go-git builds the update command
+// from it, so a branch that moves while the remote is slow cannot change
+// what is sent, and no ref file is read while a commit may be rewriting it.
+type pinnedRefs struct {
+	*filesystem.Storage
+	ref *plumbing.Reference
+}
+
+func (s pinnedRefs) Reference(n plumbing.ReferenceName) (*plumbing.Reference, error) {
+	if n == s.ref.Name() {
+		return s.ref, nil
+	}
+	return nil, plumbing.ErrReferenceNotFound
+}
+
+func (s pinnedRefs) IterReferences() (storer.ReferenceIter, error) {
+	return storer.NewReferenceSliceIter([]*plumbing.Reference{s.ref}), nil
+}
+
+func (s pinnedRefs) SetReference(*plumbing.Reference) error { return errPinned }
+
+func (s pinnedRefs) CheckAndSetReference(_, _ *plumbing.Reference) error { return errPinned }
+
+func (s pinnedRefs) RemoveReference(plumbing.ReferenceName) error { return errPinned }
+
+func (s pinnedRefs) PackRefs() error { return errPinned }
 
 func short(h string) string {
 	if len(h) > 12 {

@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 )
 
@@ -22,6 +24,35 @@ type gitServer struct {
 	caFile string
 	token  string
 	tokenF string
+	// gate, when set, holds the requests it matches until released.
+	gate atomic.Pointer[gate]
+}
+
+// gate stalls the git server: a request it matches is held, after the
+// connection is accepted and the TLS handshake done, until release is
+// closed (or the client gives up), as a slow or hanging remote would.
+type gate struct {
+	match   func(*http.Request) bool
+	held    chan string // the held request's path and query, one per request
+	release chan struct{}
+}
+
+// holdReceivePack makes g hold every request of the receive-pack service
+// (the ref advertisement a push starts with, and the push itself) until the
+// returned release func is called (also at cleanup).
+func (g *gitServer) holdReceivePack(t *testing.T) (held <-chan string, release func()) {
+	gt := &gate{
+		match: func(r *http.Request) bool {
+			return r.URL.Query().Get("service") == "git-receive-pack" || strings.HasSuffix(r.URL.Path, "/git-receive-pack")
+		},
+		held:    make(chan string, 16),
+		release: make(chan struct{}),
+	}
+	g.gate.Store(gt)
+	var once sync.Once
+	release = func() { once.Do(func() { g.gate.Store(nil); close(gt.release) }) }
+	t.Cleanup(release)
+	return gt.held, release
 }
 
 func newGitServer(t *testing.T) *gitServer {
@@ -45,7 +76,19 @@ func newGitServer(t *testing.T) *gitServer {
 		Root: "/git",
 		Env:  []string{"GIT_PROJECT_ROOT=" + srv, "GIT_HTTP_EXPORT_ALL=1", "REMOTE_USER=keeper", "GIT_CONFIG_NOSYSTEM=1", "HOME=" + base},
 	}
+	g := &gitServer{root: srv, caFile: filepath.Join(base, "ca.pem"), token: token, tokenF: filepath.Join(base, "token")}
 	ts := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if gt := g.gate.Load(); gt != nil && gt.match(r) {
+			select {
+			case gt.held <- r.URL.RequestURI():
+			default:
+			}
+			select {
+			case <-gt.release:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		_, pw, ok := r.BasicAuth()
 		if !ok || pw != token {
 			w.Header().Set("WWW-Authenticate", `Basic realm="git"`)
@@ -55,11 +98,10 @@ func newGitServer(t *testing.T) *gitServer {
 		h.ServeHTTP(w, r)
 	}))
 	t.Cleanup(ts.Close)
-	caFile := filepath.Join(base, "ca.pem")
-	os.WriteFile(caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644)
-	tokenF := filepath.Join(base, "token")
-	os.WriteFile(tokenF, []byte(token+"\n"), 0o600)
-	return &gitServer{root: srv, url: ts.URL + "/git/proj.git", caFile: caFile, token: token, tokenF: tokenF}
+	os.WriteFile(g.caFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ts.Certificate().Raw}), 0o644)
+	os.WriteFile(g.tokenF, []byte(token+"\n"), 0o600)
+	g.url = ts.URL + "/git/proj.git"
+	return g
 }
 
 func (g *gitServer) remote() Remote {
@@ -178,9 +220,19 @@ func TestPushTagsWhenAllowed(t *testing.T) {
 	if g.rev(t, "proj.git", "v1") == "" {
 		t.Fatal("tag not pushed")
 	}
+	// An annotated tag is pushed as the tag object, as git pushes it.
+	run(t, f.repo, "git", "tag", "-a", "-m", "release", "v1.1")
+	want := strings.TrimSpace(run(t, f.repo, "git", "rev-parse", "refs/tags/v1.1"))
+	res, err := f.k.Push(ctx, f.launch, PushRequest{Ref: "refs/tags/v1.1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.New != want || g.rev(t, "proj.git", "refs/tags/v1.1") != want {
+		t.Fatalf("annotated tag push = %+v, server has %q, want tag object %s", res, g.rev(t, "proj.git", "refs/tags/v1.1"), want)
+	}
 	run(t, f.repo, "git", "commit", "-q", "--allow-empty", "-m", "next")
 	run(t, f.repo, "git", "tag", "-f", "v1")
-	_, err := f.k.Push(ctx, f.launch, PushRequest{Ref: "refs/tags/v1"})
+	_, err = f.k.Push(ctx, f.launch, PushRequest{Ref: "refs/tags/v1"})
 	if !errors.Is(err, ErrDenied) || err.Error() != "denied: tag v1 already exists on origin (tags are never moved)" {
 		t.Fatalf("err = %v", err)
 	}

@@ -1,0 +1,172 @@
+package keeper
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// waitTimeout bounds how long a test waits for something that should
+// happen at once; hitting it is the failure, not a way to synchronise.
+const waitTimeout = 30 * time.Second
+
+type pushOutcome struct {
+	res PushResult
+	err error
+}
+
+// startPush runs Push in the background and waits until the remote holds
+// its receive-pack request: the push has resolved what to send and is in
+// the middle of its network I/O.
+func startPush(t *testing.T, f *fixture, held <-chan string, ctx context.Context, req PushRequest) <-chan pushOutcome {
+	t.Helper()
+	done := make(chan pushOutcome, 1)
+	go func() {
+		res, err := f.k.Push(ctx, f.launch, req)
+		done <- pushOutcome{res, err}
+	}()
+	select {
+	case <-held:
+	case o := <-done:
+		t.Fatalf("push ended before reaching the stalled remote: %+v %v", o.res, o.err)
+	case <-time.After(waitTimeout):
+		t.Fatal("push never reached the stalled remote")
+	}
+	return done
+}
+
+// A push stalled in its network I/O does not hold the repository: a commit
+// made meanwhile completes at once, and the push, when the remote answers,
+// sends the commit id it resolved when it started, not the newer one.
+func TestCommitWhilePushStalls(t *testing.T) {
+	f, g := pushFixture(t, nil)
+	ctx := context.Background()
+	writeFile(t, filepath.Join(f.repo, "README"), "v2\n")
+	c1, err := f.k.Commit(ctx, f.launch, CommitRequest{Message: "v2", All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, release := g.holdReceivePack(t)
+	pushed := startPush(t, f, held, ctx, PushRequest{})
+
+	writeFile(t, filepath.Join(f.repo, "README"), "v3\n")
+	committed := make(chan error, 1)
+	var c2 CommitResult
+	go func() {
+		var err error
+		c2, err = f.k.Commit(ctx, f.launch, CommitRequest{Message: "v3", All: true})
+		committed <- err
+	}()
+	select {
+	case err := <-committed:
+		if err != nil {
+			t.Fatalf("commit during a stalled push: %v", err)
+		}
+	case <-time.After(waitTimeout):
+		release()
+		<-committed
+		t.Fatal("commit waited for a push stalled in its network I/O (the push holds the repository lock)")
+	}
+	if got := run(t, f.repo, "git", "rev-parse", "main"); got != c2.Commit+"\n" {
+		t.Fatalf("local main = %q, want the new commit %s", got, c2.Commit)
+	}
+
+	release()
+	var o pushOutcome
+	select {
+	case o = <-pushed:
+	case <-time.After(waitTimeout):
+		t.Fatal("push did not end after the remote was released")
+	}
+	if o.err != nil {
+		t.Fatalf("push: %v", o.err)
+	}
+	if o.res.New != c1.Commit || o.res.Old != "" || o.res.Commits != 2 {
+		t.Fatalf("push = %+v, want %s (resolved when the push started, not %s)", o.res, c1.Commit, c2.Commit)
+	}
+	if got := g.rev(t, "proj.git", "main"); got != c1.Commit {
+		t.Fatalf("server main = %s, want %s (the commit resolved at the push's start; %s came later)", got, c1.Commit, c2.Commit)
+	}
+	// The local branch is where the commit put it, and the next push sends it.
+	if got := run(t, f.repo, "git", "rev-parse", "main"); got != c2.Commit+"\n" {
+		t.Fatalf("local main after the push = %q, want %s", got, c2.Commit)
+	}
+	res, err := f.k.Push(ctx, f.launch, PushRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Old != c1.Commit || res.New != c2.Commit || res.Commits != 1 || g.rev(t, "proj.git", "main") != c2.Commit {
+		t.Fatalf("second push = %+v, server main %s", res, g.rev(t, "proj.git", "main"))
+	}
+}
+
+// A host commit that rewrites the branch while a push is stalled does not
+// change what the push sends: it pushes the id it resolved and checked
+// (fast-forward) under the lock.
+func TestPushSendsResolvedIDAfterBranchRewritten(t *testing.T) {
+	f, g := pushFixture(t, nil)
+	ctx := context.Background()
+	before := run(t, f.repo, "git", "rev-parse", "main")
+	held, release := g.holdReceivePack(t)
+	pushed := startPush(t, f, held, ctx, PushRequest{})
+	run(t, f.repo, "git", "commit", "-q", "--amend", "-m", "rewritten on the host")
+	release()
+	var o pushOutcome
+	select {
+	case o = <-pushed:
+	case <-time.After(waitTimeout):
+		t.Fatal("push did not end after the remote was released")
+	}
+	if o.err != nil {
+		t.Fatalf("push: %v", o.err)
+	}
+	if o.res.New+"\n" != before || g.rev(t, "proj.git", "main")+"\n" != before {
+		t.Fatalf("push = %+v, server main %s, want %s", o.res, g.rev(t, "proj.git", "main"), before)
+	}
+}
+
+// Two pushes of one repository to one remote still run one at a time, and
+// the one that waits gives up when its deadline ends, without spending the
+// launch's push budget.
+func TestPushesToOneRemoteAreSerialized(t *testing.T) {
+	f, g := pushFixture(t, func(p *Policy) { p.Rate.PushesPerLaunch = 2 })
+	ctx := context.Background()
+	held, release := g.holdReceivePack(t)
+	pushed := startPush(t, f, held, ctx, PushRequest{})
+
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	second := make(chan error, 1)
+	go func() {
+		_, err := f.k.Push(wctx, f.launch, PushRequest{})
+		second <- err
+	}()
+	select {
+	case err := <-second:
+		if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("second push while the first is in flight: %v, want ErrUnavailable wrapping the deadline", err)
+		}
+	case <-time.After(waitTimeout):
+		release()
+		<-second
+		t.Fatal("a push waiting for another push of the same remote ignored its deadline")
+	}
+	select {
+	case r := <-held:
+		t.Fatalf("the second push reached the remote (%s) while the first was in flight", r)
+	default:
+	}
+	release()
+	if o := <-pushed; o.err != nil {
+		t.Fatalf("first push: %v", o.err)
+	}
+	// The waiting push spent nothing: the budget of 2 still has one left.
+	if _, err := f.k.Push(ctx, f.launch, PushRequest{}); err != nil {
+		t.Fatalf("push after the first ended: %v", err)
+	}
+	if _, err := f.k.Push(ctx, f.launch, PushRequest{}); !errors.Is(err, ErrRateLimited) {
+		t.Fatalf("third push: %v, want ErrRateLimited", err)
+	}
+}
