@@ -186,8 +186,8 @@ func (k *Keeper) Forget(launchID string) {
 }
 
 // lockRepo serializes writers of one repository inside this process. It is
-// held for local work only (a commit; what a push resolves before and
-// after its network I/O), never across a network round trip.
+// held for local work only (a commit; a push's resolving of what it will
+// send), never across a network round trip.
 func (k *Keeper) lockRepo(dir string) func() {
 	k.mu.Lock()
 	m, ok := k.repos[dir]

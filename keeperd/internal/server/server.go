@@ -61,8 +61,10 @@ type Server struct {
 }
 
 // MaxInFlightPerLaunch caps one launch's requests in flight: writes to one
-// repository are serialized, and a box must not queue unboundedly many
-// behind that lock, each holding its request in memory.
+// repository are serialized (and pushes of it to one remote), and a box
+// must not queue unboundedly many behind those locks, each holding its
+// request in memory. A push counts until it ends, however long its remote
+// takes.
 const MaxInFlightPerLaunch = 4
 
 // enter takes one of the launch's in-flight slots; the returned func gives
