@@ -20,7 +20,7 @@ type pushOutcome struct {
 // startPush runs Push in the background and waits until the remote holds
 // its receive-pack request: the push has resolved what to send and is in
 // the middle of its network I/O.
-func startPush(t *testing.T, f *fixture, held <-chan string, ctx context.Context, req PushRequest) <-chan pushOutcome {
+func startPush(t *testing.T, ctx context.Context, f *fixture, held <-chan string, req PushRequest) <-chan pushOutcome {
 	t.Helper()
 	done := make(chan pushOutcome, 1)
 	go func() {
@@ -49,7 +49,7 @@ func TestCommitWhilePushStalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	held, release := g.holdReceivePack(t)
-	pushed := startPush(t, f, held, ctx, PushRequest{})
+	pushed := startPush(t, ctx, f, held, PushRequest{})
 
 	writeFile(t, filepath.Join(f.repo, "README"), "v3\n")
 	committed := make(chan error, 1)
@@ -110,7 +110,7 @@ func TestPushSendsResolvedIDAfterBranchRewritten(t *testing.T) {
 	ctx := context.Background()
 	before := run(t, f.repo, "git", "rev-parse", "main")
 	held, release := g.holdReceivePack(t)
-	pushed := startPush(t, f, held, ctx, PushRequest{})
+	pushed := startPush(t, ctx, f, held, PushRequest{})
 	run(t, f.repo, "git", "commit", "-q", "--amend", "-m", "rewritten on the host")
 	release()
 	var o pushOutcome
@@ -134,7 +134,7 @@ func TestPushesToOneRemoteAreSerialized(t *testing.T) {
 	f, g := pushFixture(t, func(p *Policy) { p.Rate.PushesPerLaunch = 2 })
 	ctx := context.Background()
 	held, release := g.holdReceivePack(t)
-	pushed := startPush(t, f, held, ctx, PushRequest{})
+	pushed := startPush(t, ctx, f, held, PushRequest{})
 
 	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
 	defer cancel()
