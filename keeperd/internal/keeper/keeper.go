@@ -52,7 +52,14 @@ type Config struct {
 	// the host user's git config and global excludes file, as git would;
 	// nil means os.Getenv.
 	Getenv func(string) string
+	// PushTimeout bounds one push from its start (waiting for another push
+	// to the same remote included) whatever deadline the caller sets — a
+	// box's own client may set none. 0 means DefaultPushTimeout.
+	PushTimeout time.Duration
 }
+
+// DefaultPushTimeout is how long a push may take when Config names no limit.
+const DefaultPushTimeout = 5 * time.Minute
 
 // Keeper makes host-side commits and pushes for bound repositories.
 type Keeper struct {
@@ -62,6 +69,8 @@ type Keeper struct {
 	now func() time.Time
 	// getenv finds the host user's git config (core.excludesFile).
 	getenv func(string) string
+	// pushTimeout bounds every push, whatever the caller's deadline.
+	pushTimeout time.Duration
 
 	mu       sync.Mutex
 	launches map[string]*launchState
@@ -93,8 +102,11 @@ func New(cfg Config) (*Keeper, error) {
 	if cfg.Getenv == nil {
 		cfg.Getenv = os.Getenv
 	}
+	if cfg.PushTimeout <= 0 {
+		cfg.PushTimeout = DefaultPushTimeout
+	}
 	k := &Keeper{
-		key: cfg.Key, log: cfg.Logger, now: cfg.Now, getenv: cfg.Getenv,
+		key: cfg.Key, log: cfg.Logger, now: cfg.Now, getenv: cfg.Getenv, pushTimeout: cfg.PushTimeout,
 		launches: map[string]*launchState{}, repos: map[string]*sync.Mutex{},
 		pushLocks: map[string]chan struct{}{},
 	}

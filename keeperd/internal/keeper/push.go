@@ -55,7 +55,19 @@ const maxCountCommits = 10000
 // the launch's repository to a remote named in policy, at the URL policy
 // gives for it. The repository's own remote configuration, url.insteadOf,
 // pushurl and core.sshCommand are never read. Fast-forward only, no deletes.
-func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResult, error) {
+func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (res PushResult, err error) {
+	// keeperd's own limit, whatever the caller's deadline: a stalled remote
+	// holds this launch's in-flight slot and the remote's push lock no
+	// longer than this.
+	parent := ctx
+	ctx, cancel := context.WithTimeout(ctx, k.pushTimeout)
+	defer cancel()
+	defer func() {
+		if err != nil && parent.Err() == nil && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			err = fmt.Errorf("%w: push did not finish within keeperd's limit of %s (%w)", ErrUnavailable, k.pushTimeout, err)
+			res = PushResult{}
+		}
+	}()
 	p := k.Policy()
 	rp, dir, err := p.BindRepo(l.Repo)
 	if err != nil {
@@ -119,7 +131,7 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (PushResul
 			oldH = r.Hash()
 		}
 	}
-	res := PushResult{Remote: name, Ref: ref.String(), New: newH.String()}
+	res = PushResult{Remote: name, Ref: ref.String(), New: newH.String()}
 	if !oldH.IsZero() {
 		res.Old = oldH.String()
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -168,5 +169,43 @@ func TestPushesToOneRemoteAreSerialized(t *testing.T) {
 	}
 	if _, err := f.k.Push(ctx, f.launch, PushRequest{}); !errors.Is(err, ErrRateLimited) {
 		t.Fatalf("third push: %v, want ErrRateLimited", err)
+	}
+}
+
+// A push ends at keeperd's own limit even when its caller set no deadline
+// (a box's own client may not), freeing the remote's push lock.
+func TestPushEndsAtKeeperdsLimit(t *testing.T) {
+	f, g := pushFixture(t, nil)
+	f.k.pushTimeout = 300 * time.Millisecond
+	ctx := context.Background()
+	writeFile(t, filepath.Join(f.repo, "README"), "v2\n")
+	c, err := f.k.Commit(ctx, f.launch, CommitRequest{Message: "v2", All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, release := g.holdReceivePack(t)
+	pushed := startPush(t, ctx, f, held, PushRequest{})
+	var o pushOutcome
+	select {
+	case o = <-pushed:
+	case <-time.After(waitTimeout):
+		release()
+		t.Fatal("a push with no caller deadline outlived keeperd's limit")
+	}
+	release()
+	if !errors.Is(o.err, ErrUnavailable) || !strings.Contains(o.err.Error(), "push did not finish within keeperd's limit of 300ms") {
+		t.Fatalf("push past the limit = %+v, %v; want ErrUnavailable naming the limit", o.res, o.err)
+	}
+	if o.res != (PushResult{}) {
+		t.Fatalf("a push that timed out reported a result: %+v", o.res)
+	}
+	// The remote's push lock is free again: the next push goes through.
+	f.k.pushTimeout = DefaultPushTimeout
+	res, err := f.k.Push(ctx, f.launch, PushRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.New != c.Commit || g.rev(t, "proj.git", "main") != c.Commit {
+		t.Fatalf("push after the timeout = %+v, server main %s", res, g.rev(t, "proj.git", "main"))
 	}
 }
