@@ -2,8 +2,10 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	ucli "github.com/urfave/cli/v3"
@@ -42,9 +44,7 @@ func doorsCommand(env Env) *ucli.Command {
 			{Name: "stop", Usage: "stop the daemons", Action: func(ctx context.Context, c *ucli.Command) error {
 				return doors.Stop(ctx, services(env), doors.ExecRunner, env.Stdout)
 			}},
-			{Name: "logs", Usage: "show the daemons' recent audit trail", Action: func(ctx context.Context, c *ucli.Command) error {
-				return doors.Logs(ctx, services(env), doors.ExecRunner, env.Stdout)
-			}},
+			logsCommand(env),
 			{Name: "status", Usage: "report each daemon from its control socket", Action: func(ctx context.Context, c *ucli.Command) error {
 				down := 0
 				for _, s := range services(env) {
@@ -59,6 +59,90 @@ func doorsCommand(env Env) *ucli.Command {
 				}
 				return nil
 			}},
+		},
+	}
+}
+
+const logsHelp = `claude-box doors logs [--door netd|keeperd|scoutd]… [--launch ID] [--account NAME] [--denied] [-n N] [--json]
+
+Shows the newest N (default 200) audit records of the door daemons, merged
+into one timeline: audit, audit_suppressed and tunnel_closed records, and the
+daemons' own warnings and errors. Each log is read from its end (a detached
+daemon's ~/.claude-box/log/DAEMON.log, else its systemd journal), in bounded
+memory whatever its size. Every field is escaped for the terminal: what a box
+sent cannot move the cursor or recolour it. Lines that are not JSON (a crash's
+stack trace) are shown, escaped, when no filter is set.
+--json prints the matching lines unchanged (JSON Lines, for jq; JSON escapes
+C0 controls but not C1 controls or bidi overrides, so do not cat it).
+
+Examples:
+  claude-box doors logs --denied                 # what was refused, newest 200
+  claude-box doors logs --launch l-7f3a -n 50    # one launch
+  claude-box doors logs --door netd --json | jq 'select(.msg == "tunnel_closed")'`
+
+func logsCommand(env Env) *ucli.Command {
+	return &ucli.Command{
+		Name: "logs", Usage: "show the daemons' recent audit records, filtered and escaped",
+		UsageText: logsHelp,
+		OnUsageError: func(_ context.Context, _ *ucli.Command, err error, _ bool) error {
+			return fmt.Errorf("%w: doors logs: %w", ErrUsage, err)
+		},
+		Flags: []ucli.Flag{
+			&ucli.StringSliceFlag{Name: "door", Usage: "only this daemon's log: netd, keeperd or scoutd (repeatable; default all three)"},
+			&ucli.StringFlag{Name: "launch", Usage: "only records of launch `ID`"},
+			&ucli.StringFlag{Name: "account", Usage: "only records of account `NAME`"},
+			&ucli.BoolFlag{Name: "denied", Usage: "only refusals (allow=false, and refusals counted in audit_suppressed)"},
+			&ucli.IntFlag{Name: "n", Value: doors.DefaultLogRecords, Usage: "show the newest `N` matching records"},
+			&ucli.BoolFlag{Name: "json", Usage: "print the matching lines unchanged (JSON Lines)"},
+		},
+		Action: func(ctx context.Context, c *ucli.Command) error {
+			if c.Args().Present() {
+				return fmt.Errorf("%w: doors logs takes no arguments, got %q", ErrUsage, c.Args().First())
+			}
+			n := c.Int("n")
+			if n < 1 {
+				return fmt.Errorf("%w: doors logs: -n must be at least 1, got %d", ErrUsage, n)
+			}
+			picked := c.StringSlice("door")
+			for _, d := range picked {
+				if !slices.Contains(plan.DaemonNames(), d) {
+					return fmt.Errorf("%w: doors logs: unknown --door %q (valid: %s)", ErrUsage, d, strings.Join(plan.DaemonNames(), ", "))
+				}
+			}
+			var svcs []doors.Service
+			for _, s := range services(env) {
+				if len(picked) == 0 || slices.Contains(picked, s.Daemon) {
+					svcs = append(svcs, s)
+				}
+			}
+			asJSON := c.Bool("json")
+			q := doors.LogQuery{N: n, Launch: c.String("launch"), Account: c.String("account"), Denied: c.Bool("denied"), SkipText: asJSON}
+			tail, err := doors.TailLogs(ctx, svcs, doors.ExecRunner, q)
+			for _, note := range tail.Notes {
+				fmt.Fprintf(env.Stderr, "claude-box: %s\n", doors.Printable(note, 1000))
+			}
+			write := doors.WriteLogs
+			if asJSON {
+				write = doors.WriteLogsJSON
+			}
+			if len(tail.Records) == 0 {
+				fmt.Fprintln(env.Stderr, "claude-box: no matching records")
+			} else if werr := write(env.Stdout, tail.Records); werr != nil {
+				return werr
+			}
+			if err == nil {
+				return nil
+			}
+			// Each log that could not be read, on a line of its own.
+			errs := []error{err}
+			var joined interface{ Unwrap() []error }
+			if errors.As(err, &joined) {
+				errs = joined.Unwrap()
+			}
+			for _, e := range errs {
+				fmt.Fprintf(env.Stderr, "claude-box: doors logs: %s\n", doors.Printable(e.Error(), 1000))
+			}
+			return &ExitError{Code: 1}
 		},
 	}
 }
