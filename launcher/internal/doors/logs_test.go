@@ -16,6 +16,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 var t0 = time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
@@ -524,4 +526,38 @@ func TestTailLogsNotesOverLongLines(t *testing.T) {
 	if want := "netd: skipped 1 line(s) over 256 KiB in " + s.LogFile(); !slices.Equal(tail.Notes, []string{want}) {
 		t.Fatalf("notes %q, want %q", tail.Notes, want)
 	}
+}
+
+// FuzzWriteLogs: whatever a log line holds, the terminal view is valid
+// UTF-8 of graphic runes and spaces, one line per record, no field longer
+// than its cut.
+func FuzzWriteLogs(f *testing.F) {
+	f.Add(auditLine(t0, "work", "l-1", "a\x1b[2J\u009b\u202e\xff", false, "not_allowlisted"))
+	f.Add(`{"msg":"audit","target":"\u001b\u0085\u2066","allow":false}`)
+	f.Add("panic: \x1b]0;x\x07")
+	f.Add(`{"level":"WARN","msg":"x","\u202e":{"a":["\u009b"]}}`)
+	f.Fuzz(func(t *testing.T, line string) {
+		line = strings.ReplaceAll(line, "\n", " ")
+		s := writeLog(t, t.TempDir(), "netd", line+"\n")
+		tail, err := TailLogs(t.Context(), []Service{s}, noRunner(t), LogQuery{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		if err := WriteLogs(&out, tail.Records); err != nil {
+			t.Fatal(err)
+		}
+		text := out.String()
+		if !utf8.ValidString(text) {
+			t.Fatalf("invalid UTF-8: %q", text)
+		}
+		for _, r := range text {
+			if r != '\n' && r != ' ' && !unicode.IsGraphic(r) {
+				t.Fatalf("rune %U reaches the terminal: %q", r, text)
+			}
+		}
+		if n := strings.Count(text, "\n"); n != 1+len(tail.Records) {
+			t.Fatalf("%d lines for %d records: %q", n, len(tail.Records), text)
+		}
+	})
 }
