@@ -152,7 +152,7 @@ func newApp(env Env) *ucli.Command {
 			flags = append(flags, &ucli.StringFlag{Name: f.name, Usage: f.usage})
 		}
 	}
-	return &ucli.Command{
+	root := &ucli.Command{
 		Name:                  "claude-box",
 		Usage:                 "Claude Code in a box, with doors",
 		UsageText:             rootHelp,
@@ -183,6 +183,22 @@ func newApp(env Env) *ucli.Command {
 				},
 			},
 		},
+	}
+	usageErrors(root.Commands, "claude-box")
+	return root
+}
+
+// usageErrors makes a bad flag or argument of every subcommand a usage
+// error (exit 2), as on the root: urfave does not pass OnUsageError down.
+func usageErrors(cmds []*ucli.Command, parent string) {
+	for _, c := range cmds {
+		name := parent + " " + c.Name
+		if c.OnUsageError == nil {
+			c.OnUsageError = func(_ context.Context, _ *ucli.Command, err error, _ bool) error {
+				return fmt.Errorf("%w: %s: %w", ErrUsage, name, err)
+			}
+		}
+		usageErrors(c.Commands, name)
 	}
 }
 

@@ -137,3 +137,21 @@ func TestDoorsLogsUnreadableLog(t *testing.T) {
 		t.Fatalf("the readable logs are not shown:\n%s", out.String())
 	}
 }
+
+// A bad flag on any subcommand is a usage error (exit 2) naming the
+// command, as on the root.
+func TestSubcommandFlagErrorsAreUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"doors", "status", "--bogus"},
+		{"doors", "start", "--bogus"},
+		{"ls", "--bogus"},
+		{"doctor", "--bogus"},
+	} {
+		env, _, _ := doorsLogsEnv(t, nil)
+		err := Run(t.Context(), args, env)
+		want := "claude-box " + strings.Join(args[:len(args)-1], " ") + ": "
+		if ExitCode(err) != 2 || !strings.Contains(Message(err), want) {
+			t.Errorf("%q: exit %d (%q), want 2 naming %q", args, ExitCode(err), Message(err), want)
+		}
+	}
+}

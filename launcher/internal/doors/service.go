@@ -247,30 +247,3 @@ func GetStatus(ctx context.Context, s Service) Status {
 	st.Policy = resp.GetPolicySummary()
 	return st
 }
-
-// Logs writes each daemon's recent log (its audit trail).
-func Logs(ctx context.Context, svcs []Service, run Runner, w io.Writer) error {
-	sd := HasSystemd(ctx, run)
-	for _, s := range svcs {
-		fmt.Fprintf(w, "== %s\n", s.Daemon)
-		if b, err := os.ReadFile(s.LogFile()); err == nil {
-			lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-			if len(lines) > 200 {
-				lines = lines[len(lines)-200:]
-			}
-			fmt.Fprintln(w, strings.Join(lines, "\n"))
-			continue
-		}
-		if sd {
-			out, err := run(ctx, "journalctl", "--user", "-u", s.Unit(), "-n", "200", "--no-pager", "-o", "cat")
-			if err != nil {
-				fmt.Fprintf(w, "(no logs: %v)\n", err)
-				continue
-			}
-			_, _ = w.Write(out)
-			continue
-		}
-		fmt.Fprintln(w, "(no logs)")
-	}
-	return nil
-}
