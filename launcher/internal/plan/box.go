@@ -35,8 +35,8 @@ const (
 	// for reasons outside it (4096 was within reach of a busy desktop).
 	// Not higher: where runc lacks CAP_SYS_RESOURCE it cannot set a high
 	// RLIMIT_NPROC on the box ("error setting rlimit type 6"; measured
-	// here: 32768 works, 32769 does not). Rootless boxes get the pids
-	// limit instead.
+	// here: 32768 works, 32769 does not — this kernel's pid_max, the
+	// smallest common default). Rootless boxes get the pids limit instead.
 	NprocCap = 16384
 	// NofileCap bounds RLIMIT_NOFILE in the box: below what a podman service
 	// usually holds, so runc never has to raise it.
