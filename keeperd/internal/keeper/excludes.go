@@ -58,13 +58,9 @@ func excludesFile(getenv func(string) string, w *worktree, branch string) ([]git
 	}
 	var b []byte
 	if repoValue == nil {
-		b, err = w.readExcludes(globalPath, "")
-	} else {
-		p, ok := expandPath(*repoValue, home)
-		if !ok || p == "" {
-			return nil, nil
-		}
-		b, err = w.readExcludes(p, globalPath)
+		b, err = w.readExcludes(globalPath)
+	} else if *repoValue != "" {
+		b, err = w.readRepoExcludes(*repoValue, home, globalPath)
 	}
 	if err != nil || b == nil {
 		return nil, err
@@ -140,22 +136,20 @@ func repoExcludesFile(w *worktree) (*string, error) {
 	return value, nil
 }
 
-// readExcludes reads the excludes file at p (relative: to the worktree
-// root, where git runs). A file inside the worktree is read through the
-// worktree's root and one inside the git dir through its own, so no
-// symlink the box plants there leads elsewhere. trusted is the path the
-// user's own config names: when it is "", p is that path; otherwise p
-// comes from the repository's config and may name a host file outside the
-// repository only if it is that same file. A missing file reads as nil, as
-// git skips it.
-func (w *worktree) readExcludes(p, trusted string) ([]byte, error) {
+// errRepoExcludesOutside refuses a repository core.excludesFile naming a
+// host file outside the repository.
+var errRepoExcludesOutside = fmt.Errorf("%w: the repository's git config sets core.excludesFile to a file outside the repository; keeperd reads no host file that repository config names: set it in your global git config (git config --global core.excludesFile …) or move the file into the repository", ErrPrecondition)
+
+// readExcludes reads the excludes file at p, a path the user's own config
+// chose (relative: to the worktree root, where git runs). A file inside
+// the worktree is read through the worktree's root and one inside the git
+// dir through its own, so no symlink the box plants there leads elsewhere.
+// A missing file reads as nil, as git skips it.
+func (w *worktree) readExcludes(p string) ([]byte, error) {
 	if p == "" {
 		return nil, nil
 	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(w.dir, p)
-	}
-	p = filepath.Clean(p)
+	p = w.absPath(p)
 	b, done, err := w.readInRepo(p)
 	if !done {
 		var real string
@@ -164,12 +158,56 @@ func (w *worktree) readExcludes(p, trusted string) ([]byte, error) {
 			b, done, err = w.readInRepo(real)
 		}
 		if err == nil && !done {
-			if trusted != "" && !sameFile(real, trusted) {
-				return nil, fmt.Errorf("%w: the repository's git config sets core.excludesFile to a file outside the repository; keeperd reads no host file that repository config names: set it in your global git config (git config --global core.excludesFile …) or move the file into the repository", ErrPrecondition)
-			}
 			b, err = readHostFile(real, maxExcludesSize)
 		}
 	}
+	return excludesResult(b, err)
+}
+
+// readRepoExcludes reads the excludes file the repository's config names
+// (value, not empty), which a box given --repo-rw chooses. It may name a
+// file inside the worktree or the git dir, or the very file the user's
+// own config names (trusted, "" when none); any other host path is refused
+// with one error whether or not it exists, and whatever the user's config
+// says, so the box can neither read a host file as patterns nor learn
+// which host paths (or users) exist.
+func (w *worktree) readRepoExcludes(value, home, trusted string) ([]byte, error) {
+	p, ok := expandPath(value, home)
+	if !ok || p == "" {
+		return nil, errRepoExcludesOutside // git dies on a ~user it cannot expand
+	}
+	p = w.absPath(p)
+	if trusted != "" && p == w.absPath(trusted) {
+		return w.readExcludes(p)
+	}
+	b, done, err := w.readInRepo(p)
+	if done {
+		return excludesResult(b, err)
+	}
+	real, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return nil, errRepoExcludesOutside
+	}
+	if b, done, err := w.readInRepo(real); done {
+		return excludesResult(b, err)
+	}
+	if trusted == "" || !sameFile(real, w.absPath(trusted)) {
+		return nil, errRepoExcludesOutside
+	}
+	return excludesResult(readHostFile(real, maxExcludesSize))
+}
+
+// absPath makes p absolute (relative to the worktree root) and clean.
+func (w *worktree) absPath(p string) string {
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(w.dir, p)
+	}
+	return filepath.Clean(p)
+}
+
+// excludesResult maps a read of an excludes file: missing is nil, as git
+// skips it; any other failure refuses without naming the path.
+func excludesResult(b []byte, err error) ([]byte, error) {
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}

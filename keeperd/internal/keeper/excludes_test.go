@@ -228,6 +228,7 @@ func TestRepoExcludesFile(t *testing.T) {
 func TestExcludesFileRefusals(t *testing.T) {
 	needTool(t, "git")
 	const used = "the host user's excludes file (core.excludesFile) cannot be used"
+	const outside = "the repository's git config sets core.excludesFile to a file outside the repository; keeperd reads no host file that repository config names: set it in your global git config (git config --global core.excludesFile …) or move the file into the repository"
 	for _, tc := range []struct {
 		name  string
 		setup func(t *testing.T, f *fixture, home string)
@@ -237,7 +238,21 @@ func TestExcludesFileRefusals(t *testing.T) {
 			other := filepath.Join(t.TempDir(), "host-file")
 			writeFile(t, other, "notes.txt\n")
 			run(t, f.repo, "git", "config", "core.excludesFile", other)
-		}, "failed precondition: the repository's git config sets core.excludesFile to a file outside the repository; keeperd reads no host file that repository config names: set it in your global git config (git config --global core.excludesFile …) or move the file into the repository"},
+		}, "failed precondition: " + outside},
+		{"repository config names a host file and the global config sets none", func(t *testing.T, f *fixture, home string) {
+			writeFile(t, filepath.Join(home, ".gitconfig"), "[core]\n\texcludesFile =\n")
+			other := filepath.Join(t.TempDir(), "host-file")
+			writeFile(t, other, "notes.txt\n")
+			run(t, f.repo, "git", "config", "core.excludesFile", other)
+		}, "failed precondition: " + outside},
+		{"repository config names a missing host file", func(t *testing.T, f *fixture, home string) {
+			// Refused like an existing one: the answer must not tell the box
+			// whether a host path exists.
+			run(t, f.repo, "git", "config", "core.excludesFile", filepath.Join(t.TempDir(), "no-such-file"))
+		}, "failed precondition: " + outside},
+		{"repository config names another user's home", func(t *testing.T, f *fixture, home string) {
+			run(t, f.repo, "git", "config", "core.excludesFile", "~root/.no-such-file")
+		}, "failed precondition: " + outside},
 		{"repository config names a symlink out of the repository", func(t *testing.T, f *fixture, home string) {
 			other := filepath.Join(t.TempDir(), "host-file")
 			writeFile(t, other, "notes.txt\n")
@@ -450,6 +465,26 @@ func TestExcludesFileUnreadable(t *testing.T) {
 	plantSecrets(t, f.repo)
 	_, err := f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", All: true})
 	want := "failed precondition: the host user's excludes file (core.excludesFile) cannot be used (permission denied); fix it on the host"
+	if !errors.Is(err, ErrPrecondition) || err.Error() != want {
+		t.Fatalf("commit: %v\nwant: %s", err, want)
+	}
+}
+
+// A repository core.excludesFile naming an unknown user's home is refused
+// (git dies on it) with the same words as any other host path, so the box
+// learns no user names; the global excludes are not silently dropped.
+func TestRepoExcludesFileUnknownUser(t *testing.T) {
+	f := newFixture(t, nil)
+	writeFile(t, filepath.Join(f.env["HOME"], ".config", "git", "ignore"), secretPatterns)
+	cfg := filepath.Join(f.repo, ".git", "config")
+	b, err := os.ReadFile(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, cfg, string(b)+"[core]\n\texcludesFile = ~no-such-user-keeperd/x\n")
+	plantSecrets(t, f.repo)
+	_, err = f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", All: true})
+	want := "failed precondition: the repository's git config sets core.excludesFile to a file outside the repository; keeperd reads no host file that repository config names: set it in your global git config (git config --global core.excludesFile …) or move the file into the repository"
 	if !errors.Is(err, ErrPrecondition) || err.Error() != want {
 		t.Fatalf("commit: %v\nwant: %s", err, want)
 	}
