@@ -321,8 +321,13 @@ func describe(ctx context.Context, err error) (codes.Code, string, string) {
 		code = codes.Internal
 	}
 	msg := valid(e.Error())
-	if code == codes.Internal {
+	switch {
+	case code == codes.Internal:
 		msg = "internal error"
+	case errors.Is(err, egressdoor.ErrDoorDown):
+		// The door's path and gRPC's dial error are the host's: scoutd's
+		// log has them, the box does not.
+		msg = e.Reason + ": scoutd's egress door does not answer"
 	}
 	if h := hint(err, e.Reason); h != "" {
 		msg += "\nhint: " + h
