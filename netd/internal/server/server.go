@@ -176,14 +176,13 @@ func (s *Server) Tunnel(stream netv1.EgressService_TunnelServer) error {
 	}
 	defer release()
 	first, err := s.recvFirst(stream, s.lim.OpenTimeout)
+	if err == nil && first.GetOpen() == nil {
+		err = errNoOpen
+	}
 	if err != nil {
-		return toStatus(err)
+		return s.noOpen(ctx, err)
 	}
-	open := first.GetOpen()
-	if open == nil {
-		return toStatus(errNoOpen)
-	}
-	a := askOf(open)
+	a := askOf(first.GetOpen())
 	conn, d := s.dial(ctx, a)
 	if d.Verdict != egress.Allow {
 		s.record(ctx, TransportGRPC, a, d, nil)
@@ -483,6 +482,23 @@ func replaceQuoted(msg, secret, with string) string {
 		msg = strings.ReplaceAll(msg, q[1:len(q)-1], with)
 	}
 	return msg
+}
+
+// ReasonNoOpen is the audit reason of a Tunnel stream that ended, stalled
+// or sent data before its Open.
+const ReasonNoOpen = "no_open"
+
+// noOpen refuses a stream that never asked for a tunnel. Its record is a
+// refusal whatever ended it (a half-close, a cancel, the open timeout):
+// nothing was allowed, and a box looping on it is held to its launch's
+// audit budget like any other refusal.
+func (s *Server) noOpen(ctx context.Context, err error) error {
+	if errors.Is(err, io.EOF) {
+		err = errNoOpen
+	}
+	door.Audit(ctx, s.log, door.Record{Method: methodTunnel, Reason: ReasonNoOpen,
+		Attrs: []slog.Attr{slog.String(KeyTransport, TransportGRPC), slog.String(KeyWhy, bounded(err.Error()))}})
+	return toStatus(err)
 }
 
 // errNoOpen reports a tunnel whose first message carries no Open.
