@@ -121,7 +121,11 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (res PushR
 		return PushResult{}, err
 	}
 	remote := git.NewRemote(pinnedRefs{Storage: sto, ref: local}, &config.RemoteConfig{Name: name, URLs: []string{t.url}})
-	refs, err := remote.ListContext(ctx, &git.ListOptions{Auth: t.auth, CABundle: t.ca})
+	var refs []*plumbing.Reference
+	err = boundedByCtx(ctx, func() (err error) {
+		refs, err = remote.ListContext(ctx, &git.ListOptions{Auth: t.auth, CABundle: t.ca})
+		return err
+	})
 	if err != nil && !errors.Is(err, transport.ErrEmptyRemoteRepository) {
 		return PushResult{}, t.explain(name, err)
 	}
@@ -173,7 +177,7 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (res PushR
 	if !oldH.IsZero() {
 		opts.RequireRemoteRefs = []config.RefSpec{config.RefSpec(oldH.String() + ":" + ref.String())}
 	}
-	err = remote.PushContext(ctx, opts)
+	err = boundedByCtx(ctx, func() error { return remote.PushContext(ctx, opts) })
 	if err != nil && !errors.Is(err, git.NoErrAlreadyUpToDate) {
 		return PushResult{}, t.explain(name, err)
 	}
@@ -241,6 +245,24 @@ func (k *Keeper) resolvePushRef(l Launch, w *worktree, p *Policy, reqRef string)
 		return nil, err
 	}
 	return plumbing.NewHashReference(ref, local.Hash()), nil
+}
+
+// boundedByCtx runs f, which must stop using what it captures once ctx
+// ends, and returns when f does or when ctx ends, whichever is first.
+// go-git's ssh transport dials, handshakes and starts the remote command
+// without the context, so a remote that accepts the connection and never
+// speaks would otherwise hold the push (its launch's in-flight slot and the
+// remote's push lock) for good. Abandoned, f ends by itself: every read and
+// write after the handshake honours ctx, which has ended, so nothing is sent.
+func boundedByCtx(ctx context.Context, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }
 
 // errPinned reports a reference write during a push, which never happens:
@@ -443,7 +465,7 @@ func (t *remoteTransport) explain(name string, err error) error {
 		return fmt.Errorf("%w: remote %q: repository not found", ErrPrecondition, name)
 	}
 	var nerr net.Error
-	if errors.As(err, &nerr) {
+	if errors.As(err, &nerr) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%w: remote %q: %w", ErrUnavailable, name, err)
 	}
 	return fmt.Errorf("%w: push to remote %q: %s", ErrPrecondition, name, strconv.Quote(err.Error()))

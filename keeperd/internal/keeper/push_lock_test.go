@@ -3,8 +3,10 @@ package keeper
 import (
 	"context"
 	"errors"
+	"net"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -207,5 +209,72 @@ func TestPushEndsAtKeeperdsLimit(t *testing.T) {
 	}
 	if res.New != c.Commit || g.rev(t, "proj.git", "main") != c.Commit {
 		t.Fatalf("push after the timeout = %+v, server main %s", res, g.rev(t, "proj.git", "main"))
+	}
+}
+
+// An ssh remote that accepts the connection and never speaks (a stalled
+// host, a half-open route) holds keeperd no longer than its limit either:
+// go-git's ssh transport runs the handshake without the push's context.
+func TestPushOverSSHEndsAtKeeperdsLimit(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	accepted := make(chan struct{}, 16)
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+			accepted <- struct{}{}
+		}
+	}()
+	known := filepath.Join(t.TempDir(), "known_hosts")
+	writeFile(t, known, "")
+	f := newFixture(t, func(p *Policy) {
+		p.Repos[0].Remotes = map[string]Remote{"origin": {URL: "ssh://git@" + l.Addr().String() + "/proj.git", KnownHosts: known}}
+	})
+	f.k.pushTimeout = 300 * time.Millisecond
+	done := make(chan error, 1)
+	go func() {
+		_, err := f.k.Push(context.Background(), f.launch, PushRequest{})
+		done <- err
+	}()
+	select {
+	case <-accepted:
+	case err := <-done:
+		t.Fatalf("push ended before reaching the silent remote: %v", err)
+	case <-time.After(waitTimeout):
+		t.Fatal("push never reached the silent remote")
+	}
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "push did not finish within keeperd's limit of 300ms") {
+			t.Fatalf("push to a silent ssh remote = %v; want ErrUnavailable naming the limit", err)
+		}
+	case <-time.After(waitTimeout):
+		t.Fatal("a push to an ssh remote that never speaks outlived keeperd's limit")
+	}
+	// A caller's own deadline ends it the same way, as unavailable.
+	f.k.pushTimeout = DefaultPushTimeout
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	_, err = f.k.Push(ctx, f.launch, PushRequest{})
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("push to a silent ssh remote past the caller's deadline = %v; want ErrUnavailable wrapping the deadline", err)
 	}
 }
