@@ -49,6 +49,10 @@ type callState struct {
 	// budgets bounds the refusal records of the call's door; nil when
 	// refusals are not budgeted.
 	budgets *budgets
+	// unauthorized is set when the door refused the caller itself: it has
+	// not proven it is the door's launch, so its refusals are not charged
+	// to the launch's budget.
+	unauthorized atomic.Bool
 }
 
 type callKey struct{}
@@ -82,7 +86,7 @@ func Audit(ctx context.Context, log *slog.Logger, r Record) {
 	r.Target = clip(r.Target)
 	r.Reason = clip(r.Reason)
 	if !r.Allow && cs != nil && cs.budgets != nil &&
-		!cs.budgets.admit(log, r, refusal{account: b.Account, launch: b.LaunchID, peerValue: p}) {
+		!cs.budgets.admit(log, r, refusal{account: b.Account, launch: b.LaunchID, peerValue: p, unauthorized: cs.unauthorized.Load()}) {
 		return
 	}
 	level := slog.LevelInfo

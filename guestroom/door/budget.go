@@ -116,7 +116,11 @@ func (realClock) Now() time.Time                              { return time.Now(
 func (realClock) AfterFunc(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }
 
 // budgets hands out the budget a refusal is charged to: the door's one
-// budget when the door is bound to a launch, else one per peer uid.
+// budget when the door is bound to a launch, else one per peer uid. A
+// caller the door refused as unauthorized has not proven it is the launch
+// (on a TCP door, anything on the host's loopback can knock): its refusals
+// are charged per peer even on a bound door, so they cannot spend the
+// launch's budget.
 type budgets struct {
 	cfg AuditBudget
 	one *budget
@@ -157,8 +161,8 @@ func peerKey(p Peer) string {
 	}
 }
 
-func (bs *budgets) forPeer(p Peer) *budget {
-	if bs.one != nil {
+func (bs *budgets) forPeer(p Peer, unauthorized bool) *budget {
+	if bs.one != nil && !unauthorized {
 		return bs.one
 	}
 	key := peerKey(p)
@@ -202,7 +206,7 @@ func (bs *budgets) forPeer(p Peer) *budget {
 // own record is to be written; a refusal it does not admit is counted. It
 // writes the summaries that are due.
 func (bs *budgets) admit(log *slog.Logger, r Record, rec refusal) bool {
-	ok, due := bs.forPeer(rec.peerValue).admit(log, r, rec)
+	ok, due := bs.forPeer(rec.peerValue, rec.unauthorized).admit(log, r, rec)
 	writeSummaries(due)
 	return ok
 }
@@ -267,6 +271,8 @@ type suppressed struct {
 type refusal struct {
 	account, launch string
 	peerValue       Peer
+	// unauthorized: the door refused the caller itself (see budgets).
+	unauthorized bool
 }
 
 type summary struct {

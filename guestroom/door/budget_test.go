@@ -610,3 +610,37 @@ func BenchmarkAuditAllow(b *testing.B) {
 		})
 	}
 }
+
+// TestAuditBudgetUnauthorizedIsNotTheLaunchs: a caller the door refuses as
+// unauthorized (on a TCP door: anything on the host's loopback without the
+// launch's token, such as another launch's box) has not proven it is the
+// launch, so its refusals are charged per peer: they cannot spend the
+// launch's budget and bury the launch's own refusals.
+func TestAuditBudgetUnauthorizedIsNotTheLaunchs(t *testing.T) {
+	var al auditLog
+	log := al.logger()
+	fc := newFakeClock()
+	s := NewServer(Config{Door: "test", Logger: log, AuditBudget: AuditBudget{Burst: 3, Rate: 10, clock: fc},
+		binding: &Binding{DoorID: "d", LaunchID: "L", Account: "a"}})
+	intruder := Peer{UID: -1, GID: -1, PID: -1, Addr: "10.0.2.2:40000"}
+	for i := range 50 {
+		p := intruder
+		p.Addr = fmt.Sprintf("10.0.2.2:%d", 40000+i)
+		_ = s.deny(callCtx(s, p), "m", errors.New("bad token"))
+	}
+	launch := Peer{UID: -1, GID: -1, PID: -1, Addr: "10.0.2.2:50000"}
+	for range 3 {
+		Audit(callCtx(s, launch), log, Record{Reason: "not_allowlisted"})
+	}
+	s.closeAudit()
+	tl := al.tally(t, "L")
+	if got := tl.written["not_allowlisted"]; got != 3 {
+		t.Errorf("the launch's own refusals written = %d (suppressed %d), want all 3", got, tl.suppressed["not_allowlisted"])
+	}
+	if got, n := tl.written["unauthorized"], tl.total("unauthorized"); got != 3 || n != 50 {
+		t.Errorf("unauthorized written %d of %d counted, want 3 of 50", got, n)
+	}
+	if n := fc.pending(); n != 0 {
+		t.Errorf("%d timers left after close", n)
+	}
+}

@@ -184,6 +184,9 @@ func (s *Server) recovered(method string, p any) error {
 }
 
 func (s *Server) deny(ctx context.Context, method string, err error) error {
+	if cs, ok := ctx.Value(callKey{}).(*callState); ok {
+		cs.unauthorized.Store(true)
+	}
 	Audit(ctx, s.log, Record{Method: method, Allow: false, Reason: "unauthorized", Attrs: []slog.Attr{slog.String("why", err.Error())}})
 	return status.Error(codes.PermissionDenied, fmt.Sprintf("%s door: permission denied", s.cfg.Door))
 }
