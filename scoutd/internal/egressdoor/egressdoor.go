@@ -301,10 +301,12 @@ func (d *deadline) init() { d.ch = make(chan struct{}) }
 func (d *deadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
+	if d.timer != nil && !d.timer.Stop() {
+		// Too late to stop: wait for the callback to close ch, so that it
+		// neither closes it twice nor expires the deadline set below.
+		<-d.ch
 	}
+	d.timer = nil
 	select {
 	case <-d.ch:
 		d.ch = make(chan struct{})
