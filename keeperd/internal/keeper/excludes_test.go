@@ -489,3 +489,46 @@ func TestRepoExcludesFileUnknownUser(t *testing.T) {
 		t.Fatalf("commit: %v\nwant: %s", err, want)
 	}
 }
+
+// /dev/null is how git users switch a config file or the excludes file
+// off (GIT_CONFIG_GLOBAL=/dev/null, core.excludesFile = /dev/null): git
+// reads it as empty, and so does keeperd, rather than refusing every
+// commit because it is not a regular file.
+func TestDevNullConfigAndExcludes(t *testing.T) {
+	needTool(t, "git")
+	for _, tc := range []struct {
+		name  string
+		setup func(t *testing.T, env map[string]string)
+	}{
+		{"GIT_CONFIG_GLOBAL=/dev/null", func(t *testing.T, env map[string]string) {
+			env["GIT_CONFIG_GLOBAL"] = os.DevNull
+			writeFile(t, filepath.Join(env["HOME"], ".gitconfig"), "[core]\n\texcludesFile = ~/decoy\n")
+			writeFile(t, filepath.Join(env["HOME"], "decoy"), "notes.txt\n")
+			writeFile(t, filepath.Join(env["HOME"], ".config", "git", "ignore"), secretPatterns)
+		}},
+		{"GIT_CONFIG_SYSTEM=/dev/null", func(t *testing.T, env map[string]string) {
+			delete(env, "GIT_CONFIG_NOSYSTEM")
+			env["GIT_CONFIG_SYSTEM"] = os.DevNull
+			writeFile(t, filepath.Join(env["HOME"], ".config", "git", "ignore"), secretPatterns)
+		}},
+		{"core.excludesFile = /dev/null", func(t *testing.T, env map[string]string) {
+			writeFile(t, filepath.Join(env["HOME"], ".gitconfig"), "[core]\n\texcludesFile = /dev/null\n")
+			writeFile(t, filepath.Join(env["HOME"], ".config", "git", "ignore"), "notes.txt\n")
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			tc.setup(t, f.env)
+			twin := twinRepo(t, f.repo)
+			plantSecrets(t, f.repo)
+			plantSecrets(t, twin)
+			if _, err := f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", All: true}); err != nil {
+				t.Fatal(err)
+			}
+			gitAs(t, twin, f.env, "add", "-A")
+			if got, want := gitAs(t, f.repo, f.env, "ls-files", "-s"), gitAs(t, twin, f.env, "ls-files", "-s"); got != want {
+				t.Fatalf("index after keeper commit -a:\n%s\nafter git add -A:\n%s", got, want)
+			}
+		})
+	}
+}

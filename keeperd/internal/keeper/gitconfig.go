@@ -435,12 +435,19 @@ func expandPath(p, home string) (string, bool) {
 // readHostFile reads a host file keeperd's own user chose (a git config or
 // excludes file), following symlinks as git does but never blocking on a
 // FIFO, refusing anything but a regular file and anything over max bytes.
+// The null device reads as empty: it is how git users switch a config or
+// excludes file off (GIT_CONFIG_GLOBAL=/dev/null).
 func readHostFile(path string, max int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err == nil && fi.Mode()&fs.ModeCharDevice != 0 {
+		if null, err := os.Stat(os.DevNull); err == nil && os.SameFile(fi, null) {
+			return []byte{}, nil
+		}
+	}
 	return readRegular(f, max)
 }
 
