@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -57,6 +58,48 @@ func TestCommitKeepsIndexFlags(t *testing.T) {
 			}
 			if st := run(t, f.repo, "git", "status", "--porcelain"); st != "" {
 				t.Fatalf("git status after commit:\n%s", st)
+			}
+			run(t, f.repo, "git", "fsck", "--strict", "--no-progress")
+		})
+	}
+}
+
+// A path that would be both a file and a directory in the commit — a file
+// the index keeps (assume-unchanged, skip-worktree, or simply not named)
+// that the box replaced with a directory, or the reverse — refuses the
+// commit instead of writing a tree with duplicate entries, which git fsck
+// and hosting services reject.
+func TestCommitRefusesFileDirectoryConflict(t *testing.T) {
+	const want = `failed precondition: "README" would be both a file and a directory in the commit: name the path that changed from one to the other, or clear its assume-unchanged or skip-worktree bit on the host`
+	for _, tc := range []struct {
+		name string
+		flag string
+		req  CommitRequest
+	}{
+		{"assume-unchanged file now a directory", "--assume-unchanged", CommitRequest{Message: "m", All: true}},
+		{"skip-worktree file now a directory", "--skip-worktree", CommitRequest{Message: "m", All: true}},
+		{"tracked file now a directory, only the new file named", "", CommitRequest{Message: "m", Paths: []string{"README/x"}}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			if tc.flag != "" {
+				run(t, f.repo, "git", "update-index", tc.flag, "README")
+			}
+			head := run(t, f.repo, "git", "rev-parse", "HEAD")
+			before := run(t, f.repo, "git", "ls-files", "-s")
+			if err := os.Remove(filepath.Join(f.repo, "README")); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(f.repo, "README", "x"), "a directory now\n")
+			_, err := f.k.Commit(context.Background(), f.launch, tc.req)
+			if !errors.Is(err, ErrPrecondition) || err.Error() != want {
+				t.Fatalf("commit: %v\nwant: %s", err, want)
+			}
+			if got := run(t, f.repo, "git", "rev-parse", "HEAD"); got != head {
+				t.Fatal("HEAD moved")
+			}
+			if got := run(t, f.repo, "git", "ls-files", "-s"); got != before {
+				t.Fatalf("index changed:\n%s\nwas:\n%s", got, before)
 			}
 			run(t, f.repo, "git", "fsck", "--strict", "--no-progress")
 		})

@@ -23,14 +23,30 @@ type treeSet struct {
 // buildTrees encodes the tree objects for sorted index entries in memory.
 func buildTrees(entries []*index.Entry) (*treeSet, error) {
 	ts := &treeSet{trees: map[string]*object.Tree{"": {}}, objs: map[plumbing.Hash]plumbing.EncodedObject{}}
+	// A name must be one entry of its tree: git fsck (and every hosting
+	// service) rejects a tree with duplicate entries, and a file and a
+	// directory of one name is how the index gets there (a file the index
+	// keeps — assume-unchanged, skip-worktree, not named — that the box
+	// replaced with a directory, or the reverse).
+	files := make(map[string]bool, len(entries))
+	conflict := func(name string) error {
+		return fmt.Errorf("%w: %q would be both a file and a directory in the commit: name the path that changed from one to the other, or clear its assume-unchanged or skip-worktree bit on the host", ErrPrecondition, name)
+	}
 	for _, e := range entries {
 		dir := ""
 		parts := strings.Split(e.Name, "/")
 		for i, name := range parts {
 			full := path.Join(dir, name)
 			if i == len(parts)-1 {
+				if _, isDir := ts.trees[full]; isDir || files[full] {
+					return nil, conflict(full)
+				}
+				files[full] = true
 				ts.trees[dir].Entries = append(ts.trees[dir].Entries, object.TreeEntry{Name: name, Mode: e.Mode, Hash: e.Hash})
 				break
+			}
+			if files[full] {
+				return nil, conflict(full)
 			}
 			if _, ok := ts.trees[full]; !ok {
 				ts.trees[full] = &object.Tree{}
