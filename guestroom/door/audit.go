@@ -46,9 +46,12 @@ type callState struct {
 	door    string
 	method  string
 	audited atomic.Bool
-	// budgets bounds the refusal records of the call's door; nil when
-	// refusals are not budgeted.
-	budgets *budgets
+	// budgets bounds the cheap-to-repeat records of the call's door; nil
+	// when records are not budgeted.
+	budgets *doorBudgets
+	// informational: the call's gRPC method only answers a question (see
+	// Config.Informational); its allowed records go to that budget.
+	informational bool
 	// unauthorized is set when the door refused the caller itself: it has
 	// not proven it is the door's launch, so its refusals are not charged
 	// to the launch's budget.
@@ -64,10 +67,16 @@ func withCall(ctx context.Context, cs *callState) context.Context {
 // Audit writes one audit record for the call in ctx: allow at info, deny at
 // warn, failure at error. Account, launch and peer come from ctx (the door's
 // binding and the kernel), never from the request. A call whose handler
-// audits is not audited again by the runtime. A refusal beyond its launch's
-// AuditBudget is counted instead of written, and reported by a summary
-// record (AuditSuppressedMsg); an allowed call is always written.
-func Audit(ctx context.Context, log *slog.Logger, r Record) {
+// audits is not audited again by the runtime. A refusal, or an allowed
+// record of an informational method (Config.Informational), beyond its
+// launch's AuditBudget is counted instead of written, and reported by a
+// summary record (AuditSuppressedMsg); an allowed call of any other method
+// is always written.
+func Audit(ctx context.Context, log *slog.Logger, r Record) { audit(ctx, log, r, false) }
+
+// audit is Audit; unaudited is set when the runtime writes the record for a
+// handler that did not.
+func audit(ctx context.Context, log *slog.Logger, r Record, unaudited bool) {
 	if log == nil {
 		return
 	}
@@ -85,9 +94,12 @@ func Audit(ctx context.Context, log *slog.Logger, r Record) {
 	p, _ := PeerFrom(ctx)
 	r.Target = clip(r.Target)
 	r.Reason = clip(r.Reason)
-	if !r.Allow && cs != nil && cs.budgets != nil &&
-		!cs.budgets.admit(log, r, refusal{account: b.Account, launch: b.LaunchID, peerValue: p, unauthorized: cs.unauthorized.Load()}) {
-		return
+	if cs != nil && cs.budgets != nil {
+		kind := chargeOf(r.Allow, cs.informational, unaudited)
+		c := caller{account: b.Account, launch: b.LaunchID, peerValue: p, unauthorized: kind == kindRefusals && cs.unauthorized.Load()}
+		if !cs.budgets.admit(kind, log, r, c) {
+			return
+		}
 	}
 	level := slog.LevelInfo
 	switch {

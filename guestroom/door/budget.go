@@ -11,27 +11,32 @@ import (
 	"time"
 )
 
-// Refusal budget defaults. A guest that loops on refused requests must not
-// be able to fill the host's journal, nor drown the records that matter.
+// Audit budget defaults, per budget (see AuditBudget). A guest that loops
+// on refused requests, or on cheap questions, must not be able to fill the
+// host's journal, nor drown the records that matter.
 const (
-	// DefaultAuditBurst is how many refusals a launch may have written one
-	// by one before its refusals start to be counted instead.
+	// DefaultAuditBurst is how many records of one budget a launch may have
+	// written one by one before they start to be counted instead.
 	DefaultAuditBurst = 100
-	// DefaultAuditRate is how many refusals per second a launch's budget
+	// DefaultAuditRate is how many records per second a launch's budget
 	// regains.
 	DefaultAuditRate = 20
-	// DefaultAuditSummaryEvery is the longest a counted refusal waits before
+	// DefaultAuditSummaryEvery is the longest a counted record waits before
 	// a summary record reports it.
 	DefaultAuditSummaryEvery = time.Second
 )
 
-// AuditSuppressedMsg is the message of a summary record: the refusals of one
-// launch, method and reason that were counted instead of written.
+// AuditSuppressedMsg is the message of a summary record: the records of one
+// launch, budget, method and reason that were counted instead of written.
 const AuditSuppressedMsg = "audit_suppressed"
 
 // Summary record keys, after the fixed audit keys.
 const (
-	// KeySuppressed is how many refusals the summary stands for.
+	// KeyBudget names the budget the counted records were charged to:
+	// BudgetRefusals, BudgetInformational or BudgetUnaudited. The summary's
+	// allow is false for refusals and true for the other two.
+	KeyBudget = "budget"
+	// KeySuppressed is how many records the summary stands for.
 	KeySuppressed = "suppressed"
 	// KeyFirst and KeyLast bound when they happened.
 	KeyFirst = "first"
@@ -40,6 +45,63 @@ const (
 	// further summary of this launch follows.
 	KeyFinal = "final"
 )
+
+// The budgets of a door, the values of KeyBudget. Each has its own bucket
+// of AuditBudget's size, keyed the same way (per launch, or per peer).
+const (
+	// BudgetRefusals counts refusals (allow=false) of any method.
+	BudgetRefusals = "refusals"
+	// BudgetInformational counts the allowed records (including failures
+	// after an allow) of the methods a door declares informational
+	// (Config.Informational): calls that only answer a question, cheap
+	// enough to loop on.
+	BudgetInformational = "informational"
+	// BudgetUnaudited counts the allowed records the runtime writes for a
+	// call its handler did not audit (the handler returned without a
+	// record, with success or an error that is not a refusal's code).
+	BudgetUnaudited = "unaudited"
+)
+
+// budgetKind indexes a door's budgets.
+type budgetKind int
+
+const (
+	kindRefusals budgetKind = iota
+	kindInformational
+	kindUnaudited
+	numKinds
+	// kindNone: the record is always written.
+	kindNone budgetKind = -1
+)
+
+func (k budgetKind) String() string {
+	switch k {
+	case kindRefusals:
+		return BudgetRefusals
+	case kindInformational:
+		return BudgetInformational
+	case kindUnaudited:
+		return BudgetUnaudited
+	}
+	return "none"
+}
+
+// chargeOf is the budget a record is charged to: refusals first, then the
+// allowed records of an informational method, then the allowed records the
+// runtime writes for a handler that did not audit; any other record (an
+// allowed state-changing call, or its failure, audited by its handler) is
+// always written.
+func chargeOf(allow, informational, unaudited bool) budgetKind {
+	switch {
+	case !allow:
+		return kindRefusals
+	case informational:
+		return kindInformational
+	case unaudited:
+		return kindUnaudited
+	}
+	return kindNone
+}
 
 const (
 	// maxSuppressedKeys bounds the distinct (method, reason) pairs one
@@ -50,24 +112,28 @@ const (
 	maxPeerBudgets = 1024
 )
 
-// AuditBudget bounds the audit records the refusals of one launch (on a
-// standing or unbound door: of one peer uid) can write. Allowed calls and
-// failures after an allow are always written: they are the evidence of
-// what a guest did, and the work itself bounds their rate. A refusal is
-// written while the launch's token bucket (Burst, refilled at Rate per
-// second) has a token; beyond it, refusals are counted per method and
-// reason, and a summary record (AuditSuppressedMsg) reports the count and
-// its time window at most Every after the first one counted, and when the
-// door closes. No refusal goes uncounted; the answer to the guest is
+// AuditBudget bounds the audit records one launch (on a standing or unbound
+// door: one peer uid) can write of each kind that is cheap to repeat: its
+// refusals, the allowed calls of its door's informational methods, and the
+// records the runtime writes for calls whose handler did not audit (see
+// BudgetRefusals, BudgetInformational, BudgetUnaudited). Each kind has its
+// own token bucket (Burst, refilled at Rate per second), so one kind's
+// flood does not bury another's records. A record is written while its
+// bucket has a token; beyond it, records are counted per method and reason,
+// and a summary record (AuditSuppressedMsg) reports the count and its time
+// window at most Every after the first one counted, and when the door
+// closes. Allowed state-changing calls and their failures are always
+// written: they are the evidence of what a guest did, and the work itself
+// bounds their rate. No record goes uncounted; the answer to the guest is
 // unchanged.
 type AuditBudget struct {
-	// Burst is the bucket's size; zero means DefaultAuditBurst, negative
-	// writes every refusal.
+	// Burst is each bucket's size; zero means DefaultAuditBurst, negative
+	// writes every record.
 	Burst int
-	// Rate is the refill in refusals per second; zero or less means
-	// DefaultAuditRate.
+	// Rate is each bucket's refill in records per second; zero or less
+	// means DefaultAuditRate.
 	Rate float64
-	// Every is the longest a counted refusal waits for its summary; zero or
+	// Every is the longest a counted record waits for its summary; zero or
 	// less means DefaultAuditSummaryEvery.
 	Every time.Duration
 	// clock is the budget's time; nil means real time.
@@ -115,15 +181,17 @@ type realClock struct{}
 func (realClock) Now() time.Time                              { return time.Now() }
 func (realClock) AfterFunc(d time.Duration, f func()) stopper { return time.AfterFunc(d, f) }
 
-// budgets hands out the budget a refusal is charged to: the door's one
-// budget when the door is bound to a launch, else one per peer uid. A
+// budgets hands out the budget of one kind a record is charged to: the
+// door's one budget when the door is bound to a launch, else one per peer
+// uid. A
 // caller the door refused as unauthorized has not proven it is the launch
 // (on a TCP door, anything on the host's loopback can knock): its refusals
 // are charged per peer even on a bound door, so they cannot spend the
 // launch's budget.
 type budgets struct {
-	cfg AuditBudget
-	one *budget
+	cfg  AuditBudget
+	kind budgetKind
+	one  *budget
 
 	mu       sync.Mutex
 	byPeer   map[string]*budget
@@ -131,18 +199,50 @@ type budgets struct {
 	closed   bool
 }
 
-// newBudgets returns the budgets of a server; nil when refusals are not
-// budgeted. A door bound to a launch (not a standing door) has one budget.
-func newBudgets(cfg AuditBudget, b *Binding) *budgets {
+// doorBudgets are a server's budgets, one per kind; nil when records are
+// not budgeted.
+type doorBudgets [numKinds]*budgets
+
+func newDoorBudgets(cfg AuditBudget, b *Binding) *doorBudgets {
 	if cfg.Burst < 0 {
 		return nil
 	}
-	bs := &budgets{cfg: cfg.withDefaults()}
+	var d doorBudgets
+	for k := range numKinds {
+		d[k] = newBudgets(cfg, b, k)
+	}
+	return &d
+}
+
+// admit charges a record to its kind's budget; see budgets.admit.
+func (d *doorBudgets) admit(kind budgetKind, log *slog.Logger, r Record, c caller) bool {
+	if d == nil || kind == kindNone {
+		return true
+	}
+	return d[kind].admit(log, r, c)
+}
+
+// close writes every budget's final summaries (refusals first).
+func (d *doorBudgets) close() {
+	if d == nil {
+		return
+	}
+	for _, bs := range d {
+		bs.close()
+	}
+}
+
+// newBudgets returns the budgets of one kind of a server. A door bound to
+// a launch (not a standing door) has one budget.
+func newBudgets(cfg AuditBudget, b *Binding, kind budgetKind) *budgets {
+	bs := &budgets{cfg: cfg.withDefaults(), kind: kind}
 	if b != nil && b.DoorID != StandingDoorID {
-		bs.one = newBudget(&bs.cfg)
+		bs.one = bs.newBudget()
 	}
 	return bs
 }
+
+func (bs *budgets) newBudget() *budget { return &budget{cfg: &bs.cfg, kind: bs.kind} }
 
 // peerKey names who a per-peer budget belongs to: the uid, not the process,
 // so a guest cannot reset its budget by starting a new process.
@@ -175,7 +275,7 @@ func (bs *budgets) forPeer(p Peer, unauthorized bool) *budget {
 		// Refusals after close are written one by one; one closed budget
 		// serves them all.
 		if bs.overflow == nil {
-			bs.overflow = newBudget(&bs.cfg)
+			bs.overflow = bs.newBudget()
 			bs.overflow.closed = true
 		}
 		return bs.overflow
@@ -193,25 +293,25 @@ func (bs *budgets) forPeer(p Peer, unauthorized bool) *budget {
 	}
 	if len(bs.byPeer) >= maxPeerBudgets {
 		if bs.overflow == nil {
-			bs.overflow = newBudget(&bs.cfg)
+			bs.overflow = bs.newBudget()
 		}
 		return bs.overflow
 	}
-	b := newBudget(&bs.cfg)
+	b := bs.newBudget()
 	bs.byPeer[key] = b
 	return b
 }
 
-// admit charges a refusal to its budget. It reports whether the refusal's
-// own record is to be written; a refusal it does not admit is counted. It
-// writes the summaries that are due.
-func (bs *budgets) admit(log *slog.Logger, r Record, rec refusal) bool {
-	ok, due := bs.forPeer(rec.peerValue, rec.unauthorized).admit(log, r, rec)
+// admit charges a record to its budget. It reports whether the record is
+// to be written; a record it does not admit is counted. It writes the
+// summaries that are due.
+func (bs *budgets) admit(log *slog.Logger, r Record, c caller) bool {
+	ok, due := bs.forPeer(c.peerValue, c.unauthorized).admit(log, r, c)
 	writeSummaries(due)
 	return ok
 }
 
-// close writes the final summaries; refusals after it are written one by
+// close writes the final summaries; records after it are written one by
 // one. It stops every timer.
 func (bs *budgets) close() {
 	if bs == nil {
@@ -236,18 +336,19 @@ func (bs *budgets) close() {
 	}
 }
 
-// budget is the token bucket and the counted refusals of one launch (or
-// peer).
+// budget is the token bucket and the counted records of one kind of one
+// launch (or peer).
 type budget struct {
-	cfg *AuditBudget
+	cfg  *AuditBudget
+	kind budgetKind
 
 	mu sync.Mutex
-	// full is when the bucket is full again: each written refusal pushes it
-	// one interval later, and a refusal is written while it is at most
+	// full is when the bucket is full again: each written record pushes it
+	// one interval later, and a record is written while it is at most
 	// Burst intervals away. Exact in durations, unlike a float of tokens.
 	full   time.Time
 	closed bool
-	// The current window: refusals counted since opened, per method and
+	// The current window: records counted since opened, per method and
 	// reason. gen tells a stale timer from the current window's.
 	window map[suppressKey]*suppressed
 	opened time.Time
@@ -263,12 +364,12 @@ type suppressed struct {
 	first, last time.Time
 	level       slog.Level
 	log         *slog.Logger
-	// The last counted refusal's fields.
+	// The last counted record's fields.
 	door, account, launch, peer, target string
 }
 
-// refusal is what Audit knows of a refusal beyond its Record.
-type refusal struct {
+// caller is what Audit knows of a record's call beyond its Record.
+type caller struct {
 	account, launch string
 	peerValue       Peer
 	// unauthorized: the door refused the caller itself (see budgets).
@@ -276,12 +377,11 @@ type refusal struct {
 }
 
 type summary struct {
+	kind  budgetKind
 	key   suppressKey
 	s     suppressed
 	final bool
 }
-
-func newBudget(cfg *AuditBudget) *budget { return &budget{cfg: cfg} }
 
 // take1 spends a token if there is one. The caller holds mu.
 func (b *budget) take1(now time.Time) bool {
@@ -305,7 +405,7 @@ func (b *budget) idle(now time.Time) bool {
 	return b.window == nil && !b.full.After(now)
 }
 
-func (b *budget) admit(log *slog.Logger, r Record, rec refusal) (bool, []summary) {
+func (b *budget) admit(log *slog.Logger, r Record, rec caller) (bool, []summary) {
 	now := b.cfg.clock.Now()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -331,7 +431,10 @@ func (b *budget) admit(log *slog.Logger, r Record, rec refusal) (bool, []summary
 			s, ok = b.window[key]
 		}
 		if !ok {
-			s = &suppressed{first: now, level: slog.LevelWarn}
+			s = &suppressed{first: now, level: slog.LevelInfo}
+			if b.kind == kindRefusals {
+				s.level = slog.LevelWarn
+			}
 			b.window[key] = s
 		}
 	}
@@ -346,7 +449,7 @@ func (b *budget) admit(log *slog.Logger, r Record, rec refusal) (bool, []summary
 }
 
 // tick writes the window gen when it is still open: a flood that stops is
-// summarized within Every, not at the next refusal.
+// summarized within Every, not at the next record.
 func (b *budget) tick(gen uint64) {
 	b.mu.Lock()
 	var due []summary
@@ -376,7 +479,7 @@ func (b *budget) take(final bool) []summary {
 	}
 	out := make([]summary, 0, len(b.window))
 	for k, s := range b.window {
-		out = append(out, summary{key: k, s: *s, final: final})
+		out = append(out, summary{kind: b.kind, key: k, s: *s, final: final})
 	}
 	b.window = nil
 	slices.SortFunc(out, func(x, y summary) int {
@@ -389,7 +492,8 @@ func (b *budget) take(final bool) []summary {
 }
 
 // writeSummaries writes one summary record per method and reason, with the
-// fixed audit fields first, as on every audit record.
+// fixed audit fields first, as on every audit record; allow is false for
+// refusals and true for the records of the other budgets.
 func writeSummaries(due []summary) {
 	for _, d := range due {
 		if d.s.log == nil {
@@ -402,8 +506,9 @@ func writeSummaries(due []summary) {
 			slog.String(KeyLaunch, d.s.launch),
 			slog.String(KeyPeer, d.s.peer),
 			slog.String(KeyTarget, d.s.target),
-			slog.Bool(KeyAllow, false),
+			slog.Bool(KeyAllow, d.kind != kindRefusals),
 			slog.String(KeyReason, d.key.reason),
+			slog.String(KeyBudget, d.kind.String()),
 			slog.Int64(KeySuppressed, d.s.n),
 			slog.Time(KeyFirst, d.s.first),
 			slog.Time(KeyLast, d.s.last),

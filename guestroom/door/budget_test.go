@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -105,29 +107,47 @@ func (a *auditLog) byMsg(t *testing.T, msg string) []map[string]any {
 	return out
 }
 
-// tally is what the log says about one launch's refusals.
+// tally is what the log says about one launch's refusals, and in other
+// the summaries of its other budgets.
 type tally struct {
 	written    map[string]int // individual refusal records, per reason
-	suppressed map[string]int // counted in summaries, per reason
+	suppressed map[string]int // refusals counted in summaries, per reason
 	summaries  []map[string]any
 	allowed    int
+	// allowedBy is the individual allowed records per method.
+	allowedBy map[string]int
+	// other is the summaries of the informational and unaudited budgets,
+	// per budget, and otherN the records they count.
+	other  map[string][]map[string]any
+	otherN map[string]int
 }
 
 func (a *auditLog) tally(t *testing.T, launch string) tally {
 	t.Helper()
-	tl := tally{written: map[string]int{}, suppressed: map[string]int{}}
+	tl := tally{written: map[string]int{}, suppressed: map[string]int{}, allowedBy: map[string]int{},
+		other: map[string][]map[string]any{}, otherN: map[string]int{}}
 	for _, r := range a.records(t) {
 		if r[KeyLaunch] != launch {
 			continue
 		}
 		if r[KeyAllow] == true {
 			tl.allowed++
+			tl.allowedBy[r[KeyMethod].(string)]++
 			continue
 		}
 		tl.written[r[KeyReason].(string)]++
 	}
 	for _, r := range a.byMsg(t, AuditSuppressedMsg) {
 		if r[KeyLaunch] != launch {
+			continue
+		}
+		kind, _ := r[KeyBudget].(string)
+		if want := kind != BudgetRefusals; r[KeyAllow] != want {
+			t.Errorf("summary of budget %q has allow %v, want %v: %v", kind, r[KeyAllow], want, r)
+		}
+		if kind != BudgetRefusals {
+			tl.other[kind] = append(tl.other[kind], r)
+			tl.otherN[kind] += int(r[KeySuppressed].(float64))
 			continue
 		}
 		tl.summaries = append(tl.summaries, r)
@@ -148,7 +168,8 @@ func (tl tally) writtenTotal() int {
 
 // floodGuest refuses or allows by target: "caveat" is refused by the handler,
 // "invalid" by the runtime (the handler does not audit), anything else is
-// allowed; "fail" fails after being allowed.
+// allowed; "fail" fails after being allowed, "unaudited" fails without a
+// record (the runtime writes one).
 type floodGuest struct {
 	netv1.UnimplementedEgressServiceServer
 	log *slog.Logger
@@ -161,6 +182,8 @@ func (g floodGuest) CheckTarget(ctx context.Context, req *netv1.CheckTargetReque
 		return nil, status.Error(codes.PermissionDenied, "caveat refuses")
 	case "invalid":
 		return nil, status.Error(codes.InvalidArgument, "bad target")
+	case "unaudited":
+		return nil, status.Error(codes.Unavailable, "gone without a record")
 	case "fail":
 		Audit(ctx, g.log, Record{Target: "fail", Allow: true, Reason: "ok", Err: errors.New("upstream broke")})
 		return nil, status.Error(codes.Unavailable, "upstream broke")
@@ -177,7 +200,7 @@ func wantCode(target string) codes.Code {
 		return codes.PermissionDenied
 	case "invalid":
 		return codes.InvalidArgument
-	case "fail":
+	case "fail", "unaudited":
 		return codes.Unavailable
 	}
 	return codes.OK
@@ -554,6 +577,33 @@ func TestAuditBudgetEdges(t *testing.T) {
 			t.Errorf("summary levels = %v, want denied ERROR, quiet WARN", levels)
 		}
 	})
+	t.Run("informational failures are counted at error level, apart from refusals", func(t *testing.T) {
+		var al auditLog
+		log := al.logger()
+		fc := newFakeClock()
+		s := NewServer(Config{Door: "test", AuditBudget: AuditBudget{Burst: 1, Rate: 10, clock: fc}, Informational: []string{"m"}, binding: bound})
+		ctx := callCtx(s, boxPeer)
+		Audit(ctx, log, Record{Allow: true, Reason: "ok"})
+		Audit(ctx, log, Record{Allow: true, Reason: "ok"})
+		Audit(ctx, log, Record{Allow: true, Reason: "ok", Err: errors.New("broke")})
+		Audit(ctx, log, Record{Allow: true, Reason: "quiet"})
+		Audit(ctx, log, Record{Reason: "denied"})
+		s.closeAudit()
+		tl := al.tally(t, "L")
+		levels := map[string]string{}
+		for _, r := range tl.other[BudgetInformational] {
+			levels[r[KeyReason].(string)] = r["level"].(string)
+		}
+		if levels["ok"] != "ERROR" || levels["quiet"] != "INFO" || tl.allowed != 1 || tl.otherN[BudgetInformational] != 3 {
+			t.Errorf("summary levels = %v (want ok ERROR, quiet INFO), written %d (want 1), counted %d (want 3)", levels, tl.allowed, tl.otherN[BudgetInformational])
+		}
+		if tl.written["denied"] != 1 || len(tl.summaries) != 0 {
+			t.Errorf("refusal written %d, summaries %v: want its own budget's token", tl.written["denied"], tl.summaries)
+		}
+		if n := fc.pending(); n != 0 {
+			t.Errorf("%d timers left after close", n)
+		}
+	})
 	t.Run("extreme numbers", func(t *testing.T) {
 		cases := []struct {
 			name        string
@@ -643,4 +693,231 @@ func TestAuditBudgetUnauthorizedIsNotTheLaunchs(t *testing.T) {
 	if n := fc.pending(); n != 0 {
 		t.Errorf("%d timers left after close", n)
 	}
+}
+
+// tunnelGuest is floodGuest with a Tunnel that stands for a state-changing
+// call: it is allowed and audited, and ends when the client closes.
+type tunnelGuest struct{ floodGuest }
+
+func (g tunnelGuest) Tunnel(stream netv1.EgressService_TunnelServer) error {
+	Audit(stream.Context(), g.log, Record{Target: "tunnel", Allow: true, Reason: "opened"})
+	return nil
+}
+
+func budgetMinter(t *testing.T, al *auditLog, fc *fakeClock, guest netv1.EgressServiceServer, informational []string) *Minter {
+	t.Helper()
+	m, err := NewMinter(MinterConfig{
+		Door: "test", Dir: filepath.Join(shortDir(t), "launch"), Logger: al.logger(),
+		AuditBudget: AuditBudget{clock: fc}, Informational: informational,
+		Register: func(s *grpc.Server) { netv1.RegisterEgressServiceServer(s, guest) },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(context.Background()) })
+	return m
+}
+
+// tunnels opens and closes n Tunnel streams on one connection and asserts
+// each ends with want.
+func tunnels(t *testing.T, path string, n int, want codes.Code) {
+	t.Helper()
+	client := netv1.NewEgressServiceClient(dial(t, path))
+	for range n {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		st, err := client.Tunnel(ctx)
+		if err == nil {
+			_ = st.CloseSend()
+			_, err = st.Recv()
+		}
+		cancel()
+		if got := status.Code(err); err == nil || got != want && !(want == codes.OK && errors.Is(err, io.EOF)) {
+			t.Fatalf("tunnel: %v, want %v", err, want)
+		}
+	}
+}
+
+const checkTarget = "/claudebox.net.v1.EgressService/CheckTarget"
+
+// TestAuditBudgetInformational: 10,000 allowed calls of an informational
+// method write the burst and summaries (allow=true, budget=informational)
+// that count every other one exactly; state-changing allowed calls made
+// during the flood are all written; refusals have their own budget, which
+// the flood does not spend; another launch's informational calls are all
+// written.
+func TestAuditBudgetInformational(t *testing.T) {
+	al := &auditLog{}
+	fc := newFakeClock()
+	m := budgetMinter(t, al, fc, tunnelGuest{floodGuest{log: al.logger()}}, []string{checkTarget})
+	flood, err := m.Mint(context.Background(), MintRequest{LaunchID: "flood", Account: "a", PeerUID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet, err := m.Mint(context.Background(), MintRequest{LaunchID: "quiet", Account: "a", PeerUID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const (
+		asks     = 10000
+		refusals = DefaultAuditBurst // exactly the refusal budget's burst
+		opens    = 200
+	)
+	phase := func(n, refused int) {
+		var targets []string
+		for i := range n {
+			targets = append(targets, "ok")
+			if i%(n/refused) == 0 {
+				targets = append(targets, "caveat")
+			}
+		}
+		var wg sync.WaitGroup
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			callMany(t, flood.SocketPath, targets)
+		}()
+		go func() {
+			defer wg.Done()
+			tunnels(t, flood.SocketPath, opens/2, codes.OK)
+		}()
+		callMany(t, quiet.SocketPath, slices.Repeat([]string{"ok"}, DefaultAuditBurst/2))
+		wg.Wait()
+	}
+
+	phase(asks/2, refusals/2)
+	tl := al.tally(t, "flood")
+	if got := tl.allowedBy[checkTarget]; got != DefaultAuditBurst {
+		t.Fatalf("informational records written while the clock stood still = %d, want the burst %d", got, DefaultAuditBurst)
+	}
+	fc.Advance(time.Second)
+	tl = al.tally(t, "flood")
+	if n := len(tl.other[BudgetInformational]); n != 1 {
+		t.Fatalf("informational summaries after a second = %d, want 1: %v", n, tl.other)
+	}
+	s := tl.other[BudgetInformational][0]
+	if s[KeyFinal] != false || s["level"] != "INFO" || s[KeyMethod] != checkTarget || s[KeyReason] != "ok" ||
+		s[KeyLaunch] != "flood" || s[KeyAccount] != "a" || s[KeyTarget] != "ok" {
+		t.Errorf("informational summary = %v", s)
+	}
+	if got := tl.allowedBy[checkTarget] + tl.otherN[BudgetInformational]; got != asks/2 {
+		t.Errorf("after phase 1: written %d + suppressed %d = %d, want %d", tl.allowedBy[checkTarget], tl.otherN[BudgetInformational], got, asks/2)
+	}
+
+	phase(asks/2, refusals/2)
+	if !m.Revoke(flood.DoorID) {
+		t.Fatal("flood door was not live")
+	}
+	if n := fc.pending(); n != 0 {
+		t.Fatalf("%d budget timers left after revoke", n)
+	}
+	tl = al.tally(t, "flood")
+	if got, want := tl.allowedBy[checkTarget], DefaultAuditBurst+DefaultAuditRate; got != want {
+		t.Errorf("informational records written = %d, want burst + one second of refill = %d", got, want)
+	}
+	if got := tl.allowedBy[checkTarget] + tl.otherN[BudgetInformational]; got != asks {
+		t.Errorf("written %d + suppressed %d = %d, want exactly %d", tl.allowedBy[checkTarget], tl.otherN[BudgetInformational], got, asks)
+	}
+	final := 0
+	for _, s := range tl.other[BudgetInformational] {
+		if s[KeyFinal] == true {
+			final++
+		}
+	}
+	if len(tl.other[BudgetInformational]) != 2 || final != 1 {
+		t.Errorf("informational summaries = %v, want one by the timer and one final", tl.other[BudgetInformational])
+	}
+	if got := tl.allowedBy["/claudebox.net.v1.EgressService/Tunnel"]; got != opens {
+		t.Errorf("tunnel records = %d, want every one of %d", got, opens)
+	}
+	if tl.written["caveat"] != refusals || len(tl.summaries) != 0 {
+		t.Errorf("refusals written %d, summaries %v; want all %d written: the informational flood must not spend their budget",
+			tl.written["caveat"], tl.summaries, refusals)
+	}
+	if len(tl.other[BudgetUnaudited]) != 0 {
+		t.Errorf("unaudited summaries %v, want none", tl.other[BudgetUnaudited])
+	}
+	q := al.tally(t, "quiet")
+	if q.allowedBy[checkTarget] != DefaultAuditBurst || len(q.other) != 0 {
+		t.Errorf("quiet launch: written %d, summaries %v; want all %d written", q.allowedBy[checkTarget], q.other, DefaultAuditBurst)
+	}
+}
+
+// TestAuditBudgetUnaudited: calls the runtime audits for a handler that did
+// not (here a method the guest API does not implement, and a handler that
+// fails with a code that is not a refusal's) are budgeted apart from
+// refusals and counted exactly; allowed calls stay written.
+func TestAuditBudgetUnaudited(t *testing.T) {
+	al := &auditLog{}
+	fc := newFakeClock()
+	m := budgetMinter(t, al, fc, floodGuest{log: al.logger()}, nil)
+	d, err := m.Mint(context.Background(), MintRequest{LaunchID: "L", Account: "a", PeerUID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 1000
+	var targets []string
+	for range n {
+		targets = append(targets, "unaudited", "caveat", "ok")
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		tunnels(t, d.SocketPath, n, codes.Unimplemented)
+	}()
+	callMany(t, d.SocketPath, targets)
+	wg.Wait()
+	if !m.Revoke(d.DoorID) {
+		t.Fatal("door was not live")
+	}
+	if n := fc.pending(); n != 0 {
+		t.Fatalf("%d budget timers left after revoke", n)
+	}
+	tl := al.tally(t, "L")
+	// The unaudited records (allow=true with the error) are budgeted: the
+	// allowed records of CheckTarget are the n "ok" ones plus the budget's
+	// burst of unaudited ones.
+	unaudited := 0
+	for _, r := range al.records(t) {
+		if r[KeyAllow] == true && r[KeyError] != nil {
+			if r["level"] != "ERROR" {
+				t.Errorf("unaudited failure record = %v", r)
+			}
+			unaudited++
+		}
+	}
+	if unaudited != DefaultAuditBurst {
+		t.Errorf("unaudited records written = %d, want the burst %d", unaudited, DefaultAuditBurst)
+	}
+	if got := unaudited + tl.otherN[BudgetUnaudited]; got != 2*n {
+		t.Errorf("unaudited written %d + suppressed %d = %d, want exactly %d", unaudited, tl.otherN[BudgetUnaudited], got, 2*n)
+	}
+	reasons := map[string]int{}
+	for _, s := range tl.other[BudgetUnaudited] {
+		if s["level"] != "ERROR" || s[KeyFinal] != true {
+			t.Errorf("unaudited summary = %v", s)
+		}
+		reasons[s[KeyMethod].(string)+" "+s[KeyReason].(string)] += int(s[KeySuppressed].(float64))
+	}
+	if len(reasons) != 2 || reasons[checkTarget+" unavailable"] == 0 || reasons["/claudebox.net.v1.EgressService/Tunnel unimplemented"] == 0 {
+		t.Errorf("unaudited summaries per method and reason = %v", reasons)
+	}
+	if got := tl.allowedBy[checkTarget] - countErr(t, al, checkTarget); got != n {
+		t.Errorf("allowed CheckTarget records without error = %d, want every one of %d", got, n)
+	}
+	if tl.written["caveat"] != DefaultAuditBurst || tl.total("caveat") != n {
+		t.Errorf("refusals written %d of %d, want the burst of their own budget of exactly %d", tl.written["caveat"], tl.total("caveat"), n)
+	}
+}
+
+// countErr counts the allowed records of method that carry an error.
+func countErr(t *testing.T, al *auditLog, method string) int {
+	t.Helper()
+	n := 0
+	for _, r := range al.records(t) {
+		if r[KeyMethod] == method && r[KeyAllow] == true && r[KeyError] != nil {
+			n++
+		}
+	}
+	return n
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"log/slog"
 	"time"
+
+	doorv1 "github.com/bounded-systems/claude-box/proto/claudebox/door/v1"
 )
 
 // Control is a daemon's control socket: a server that admits only the
@@ -17,7 +19,8 @@ type Control struct {
 // ServeControl listens at path and serves m's control service there. On
 // failure the minter is closed, so the daemon leaves nothing behind.
 func ServeControl(m *Minter, path string, log *slog.Logger) (*Control, error) {
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: log, Authorize: SameUser(), AuditBudget: m.cfg.AuditBudget})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: log, Authorize: SameUser(), AuditBudget: m.cfg.AuditBudget,
+		Informational: []string{doorv1.ControlService_GetStatus_FullMethodName}})
 	m.RegisterControl(srv.GRPC())
 	l, err := Listen(path)
 	if err != nil {

@@ -23,9 +23,12 @@
 // gRPC (RawHandler) for bulk byte streams, under the same authorization,
 // binding and audit.
 //
-// Refusals are budgeted per launch (AuditBudget: a burst of 100, then 20 a
-// second), so a guest looping on refused requests cannot fill the host's
-// journal: beyond the budget they are counted per method and reason and
-// reported by audit_suppressed summary records, at most once a second and
-// when the door closes. Allowed calls are always written.
+// Refusals, the allowed calls of the methods a door declares informational
+// (Config.Informational) and the records the runtime writes for calls their
+// handler did not audit are budgeted per launch, each kind in its own
+// bucket (AuditBudget: a burst of 100, then 20 a second), so a guest looping
+// on cheap calls cannot fill the host's journal: beyond the budget they are
+// counted per method and reason and reported by audit_suppressed summary
+// records, at most once a second and when the door closes. Allowed calls of
+// the other methods are always written.
 package door

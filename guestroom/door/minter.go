@@ -73,9 +73,14 @@ type MinterConfig struct {
 	Raw RawHandler
 	// ServerOptions are passed to every door server (see Config.ServerOptions).
 	ServerOptions []grpc.ServerOption
-	// AuditBudget bounds the refusal records of each door's launch (see
-	// AuditBudget); the zero value means the defaults.
+	// AuditBudget bounds the refusal, informational and unaudited records
+	// of each door's launch (see AuditBudget); the zero value means the
+	// defaults.
 	AuditBudget AuditBudget
+	// Informational lists the guest API's methods that only answer a
+	// question (see Config.Informational); every minted and standing door
+	// budgets their allowed records.
+	Informational []string
 	// MaxTTL caps a requested TTL; zero means no cap.
 	MaxTTL time.Duration
 	// Now is the clock; nil means time.Now.
@@ -272,7 +277,8 @@ func (m *Minter) serve(path string, b Binding, peerUID int) (*live, error) {
 		return nil, fmt.Errorf("mint %s door: %w", m.cfg.Door, err)
 	}
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, AuditBudget: m.cfg.AuditBudget, binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: UnixPeers(), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions,
+		AuditBudget: m.cfg.AuditBudget, Informational: m.cfg.Informational, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}
@@ -298,7 +304,8 @@ func (m *Minter) serveTCP(b Binding) (*live, error) {
 	_, _ = rand.Read(tok[:])
 	token := hex.EncodeToString(tok[:])
 	bb := b.clone()
-	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions, AuditBudget: m.cfg.AuditBudget, binding: &bb})
+	srv := NewServer(Config{Door: m.cfg.Door, Logger: m.log, Authorize: BearerToken(token), Raw: m.cfg.Raw, ServerOptions: m.cfg.ServerOptions,
+		AuditBudget: m.cfg.AuditBudget, Informational: m.cfg.Informational, binding: &bb})
 	if m.cfg.Register != nil {
 		m.cfg.Register(srv.GRPC())
 	}

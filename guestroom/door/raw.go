@@ -180,7 +180,8 @@ func (s *Server) serveRaw(ctx context.Context, p Peer, line string, c net.Conn) 
 			_ = c.Close()
 		}
 		if !cs.audited.Load() {
-			Audit(ctx, s.log, Record{Method: RawMethod, Allow: true, Reason: "served"})
+			// Charged to the unaudited budget, as in finish.
+			audit(ctx, s.log, Record{Method: RawMethod, Allow: true, Reason: "served"}, true)
 		}
 	}()
 	s.cfg.Raw(ctx, line, c)

@@ -33,10 +33,18 @@ type Config struct {
 	// interceptors, flow-control windows); they cannot replace the
 	// interceptors.
 	ServerOptions []grpc.ServerOption
-	// AuditBudget bounds the refusal records of the server's launch (one
-	// budget per uid on a door not bound to a launch); the zero value means
-	// the defaults.
+	// AuditBudget bounds the refusal, informational and unaudited records
+	// of the server's launch, each kind in its own bucket (per uid on a door
+	// not bound to a launch); the zero value means the defaults.
 	AuditBudget AuditBudget
+	// Informational lists the full gRPC method names
+	// ("/claudebox.keeper.v1.KeeperService/GetPublicKey") of the calls that
+	// only answer a question and change nothing: their allowed records
+	// (failures after an allow included) are budgeted (BudgetInformational)
+	// instead of always written, since a guest can loop on them at no cost.
+	// A method that changes state (a commit, a push, a tunnel, a fetch) must
+	// not be listed: its records are the evidence of what a guest did.
+	Informational []string
 	// binding, when set, is attached to every call (minted and standing doors).
 	binding *Binding
 }
@@ -62,7 +70,9 @@ type Server struct {
 	log     *slog.Logger
 	grpc    *grpc.Server
 	health  *health.Server
-	budgets *budgets
+	budgets *doorBudgets
+	// informational is the set of Config.Informational.
+	informational map[string]bool
 
 	mu      sync.Mutex
 	serving bool
@@ -75,7 +85,11 @@ func NewServer(cfg Config) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, log: log, health: health.NewServer(), budgets: newBudgets(cfg.AuditBudget, cfg.binding)}
+	s := &Server{cfg: cfg, log: log, health: health.NewServer(), budgets: newDoorBudgets(cfg.AuditBudget, cfg.binding),
+		informational: map[string]bool{}}
+	for _, m := range cfg.Informational {
+		s.informational[m] = true
+	}
 	opts := append([]grpc.ServerOption{
 		grpc.Creds(peerCreds{}),
 		grpc.InitialWindowSize(streamWindow),
@@ -114,7 +128,7 @@ func (s *Server) Serve(l net.Listener) error {
 }
 
 // Stop stops gracefully until ctx is done, then forcefully, and writes the
-// final summaries of refusals its budget counted.
+// final summaries of the records its budgets counted.
 func (s *Server) Stop(ctx context.Context) {
 	s.health.Shutdown()
 	done := make(chan struct{})
@@ -140,7 +154,7 @@ func (s *Server) closeAudit() { s.budgets.close() }
 const healthPrefix = "/grpc.health.v1.Health/"
 
 func (s *Server) begin(ctx context.Context, method string) (context.Context, *callState) {
-	cs := &callState{door: s.cfg.Door, method: method, budgets: s.budgets}
+	cs := &callState{door: s.cfg.Door, method: method, budgets: s.budgets, informational: s.informational[method]}
 	ctx = withCall(ctx, cs)
 	if s.cfg.binding != nil {
 		ctx = withBinding(ctx, *s.cfg.binding)
@@ -159,7 +173,12 @@ func (s *Server) authorize(ctx context.Context, method string) error {
 }
 
 // finish audits a call its handler did not audit, and turns a panic into an
-// Internal error.
+// Internal error. A refusal's code makes it a refusal; any other outcome is
+// written as allowed (with the error, if any) and charged to the unaudited
+// budget (the informational one for an informational method): the runtime
+// cannot tell what such a call cost, and a guest may be able to repeat it
+// for nothing (an unimplemented method, a call cancelled before its handler
+// audits).
 func (s *Server) finish(ctx context.Context, cs *callState, method string, err error) {
 	if cs.audited.Load() || strings.HasPrefix(method, healthPrefix) {
 		return
@@ -174,7 +193,7 @@ func (s *Server) finish(ctx context.Context, cs *callState, method string, err e
 			r.Err = err
 		}
 	}
-	Audit(ctx, s.log, r)
+	audit(ctx, s.log, r, true)
 }
 
 func (s *Server) recovered(method string, p any) error {
