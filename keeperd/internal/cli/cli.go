@@ -170,6 +170,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		Door: server.DoorName, Version: Version(), Dir: dir, Logger: log,
 		Register: srv.Register, Validate: srv.Validate,
 		PolicySummary: srv.PolicySummary, Counters: srv.Counters, OnRevoke: srv.OnRevoke,
+		Informational: server.Informational(),
 	})
 	if err != nil {
 		return err

@@ -87,7 +87,7 @@ func newFixture(t *testing.T) *fixture {
 	m, err := door.NewMinter(door.MinterConfig{
 		Door: DoorName, Version: "test", Dir: filepath.Join(base, "l"), Logger: log,
 		Register: srv.Register, Validate: srv.Validate, PolicySummary: srv.PolicySummary, Counters: srv.Counters,
-		OnRevoke: srv.OnRevoke,
+		OnRevoke: srv.OnRevoke, Informational: Informational(),
 	})
 	if err != nil {
 		t.Fatal(err)
