@@ -190,6 +190,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		},
 		PolicySummary: pol.Summary,
 		Counters:      srv.Counters,
+		Informational: server.Informational(),
 	})
 	if err != nil {
 		return err
