@@ -61,6 +61,7 @@ func serve(ctx context.Context, args []string, _, stderr io.Writer) error {
 		},
 		PolicySummary: func() string { return eng.Policy().Summary() },
 		Counters:      srv.Counters,
+		Informational: server.Informational(),
 	})
 	if err != nil {
 		return err

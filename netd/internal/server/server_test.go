@@ -99,8 +99,9 @@ func newFixtureOn(t *testing.T, lim Limits, port int) *fixture {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	f.m, err = door.NewMinter(door.MinterConfig{Door: DoorName, Dir: filepath.Join(dir, "d"), Register: f.srv.Register, Raw: f.srv.Raw,
-		Logger:   slog.New(slog.NewJSONHandler(f.logs, nil)), // the runtime records too, as in netd serve
-		Validate: func(b door.Binding) error { return egress.ValidateCaveats(b.Caveats) }})
+		Logger:        slog.New(slog.NewJSONHandler(f.logs, nil)), // the runtime records too, as in netd serve
+		Validate:      func(b door.Binding) error { return egress.ValidateCaveats(b.Caveats) },
+		Informational: Informational()})
 	if err != nil {
 		t.Fatal(err)
 	}
