@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -203,6 +204,16 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	if err != nil {
 		return Hinted(fmt.Errorf("%w at %s: %w", engine.ErrUnreachable, eng.URI(), err), hintFor(eng.URI()))
 	}
+	pidsByRlimit := false
+	if rootless {
+		info, err := eng.Info(ctx)
+		if err != nil {
+			return Hinted(fmt.Errorf("%w at %s: %w", engine.ErrUnreachable, eng.URI(), err), hintFor(eng.URI()))
+		}
+		if pidsByRlimit, err = rlimitCeiling(info); err != nil {
+			return err
+		}
+	}
 	ref := imageRef(a.Image, getenv)
 	img, err := eng.ResolveImage(ctx, ref)
 	if err != nil {
@@ -223,7 +234,7 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	req := plan.Request{
 		Account: a.Account, LaunchID: launchID, ImageID: img.ID, ImageDigest: img.Digest,
 		Grants: granted, Denied: cat.Denied(granted), NetOpen: a.NetOpen, Repo: repo,
-		ClaudeArgs: a.Claude, TTY: tty, Stdin: env.Stdin != nil, Rootless: rootless,
+		ClaudeArgs: a.Claude, TTY: tty, Stdin: env.Stdin != nil, Rootless: rootless, PidsByRlimit: pidsByRlimit,
 		SeccompPath: seccomp, PidsLimit: a.Pids, Term: getenv("TERM"),
 		Nofile: rlimit(unix.RLIMIT_NOFILE), Nproc: rlimit(unix.RLIMIT_NPROC),
 	}
@@ -337,6 +348,51 @@ func warnRootfulRepo(env Env, root string) {
 		return
 	}
 	fmt.Fprintf(env.Stderr, "claude-box: warning: podman is rootful and the box runs as uid %d, but %s is owned by uid %d: the box can read but not write it (use rootless podman, or chown the worktree)\n", plan.BoxUID, root, st.Uid)
+}
+
+// ErrNoProcessCeiling refuses a launch whose box could get no process
+// ceiling of its own.
+var ErrNoProcessCeiling = errors.New("this host cannot give a rootless box its own process ceiling")
+
+// rlimitCeiling decides how a rootless box's process ceiling holds. With
+// cgroup v2 the runtime sets pids.max (false). On cgroup v1 rootless podman
+// sets no resource limit, so RLIMIT_NPROC carries it (true) — which is a
+// per-box count only where the kernel counts it per user namespace (5.14
+// and later); before that it counts every process of the host user, and a
+// desktop session alone would exhaust the box's limit, so the launch is
+// refused with the ways out.
+func rlimitCeiling(info engine.Info) (bool, error) {
+	if info.Cgroups != "v1" {
+		return false, nil
+	}
+	major, minor, ok := kernelVersion(info.Kernel)
+	if !ok {
+		return false, Hinted(fmt.Errorf("%w: podman reports cgroup v1 and kernel %q, which the launcher cannot read", ErrNoProcessCeiling, info.Kernel),
+			"use rootful podman, or a host with cgroup v2")
+	}
+	if major < 5 || (major == 5 && minor < 14) {
+		return false, Hinted(fmt.Errorf("%w: rootless podman on cgroup v1 sets no pids limit, and kernel %d.%d (before 5.14) counts RLIMIT_NPROC across all of your processes, not per box", ErrNoProcessCeiling, major, minor),
+			"use rootful podman, a host with cgroup v2 (systemd.unified_cgroup_hierarchy=1), or kernel 5.14 or later")
+	}
+	return true, nil
+}
+
+// kernelVersion reads "MAJOR.MINOR" from a kernel release string.
+func kernelVersion(release string) (int, int, bool) {
+	parts := strings.SplitN(release, ".", 3)
+	if len(parts) < 2 {
+		return 0, 0, false
+	}
+	major, err1 := strconv.Atoi(parts[0])
+	minorDigits := parts[1]
+	if i := strings.IndexFunc(minorDigits, func(r rune) bool { return r < '0' || r > '9' }); i >= 0 {
+		minorDigits = minorDigits[:i]
+	}
+	minor, err2 := strconv.Atoi(minorDigits)
+	if err1 != nil || err2 != nil {
+		return 0, 0, false
+	}
+	return major, minor, true
 }
 
 // sshHint is what to check when an ssh:// CONTAINER_HOST does not answer:

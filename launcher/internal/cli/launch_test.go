@@ -144,3 +144,35 @@ func TestRemoteBindsRefused(t *testing.T) {
 		t.Error("hintFor picks the wrong hint")
 	}
 }
+
+// TestRlimitCeiling: rootless on cgroup v1 carries the pids limit in
+// RLIMIT_NPROC, but only where the kernel counts it per user namespace.
+func TestRlimitCeiling(t *testing.T) {
+	cases := []struct {
+		cgroups, kernel string
+		want            bool
+		refused         string
+	}{
+		{"v2", "6.1.0-13-amd64", false, ""},
+		{"v2", "4.18.0-348.el8.x86_64", false, ""},
+		{"v1", "6.18.44-fc-v1147", true, ""},
+		{"v1", "5.14.0-70.el9.x86_64", true, ""},
+		{"v1", "5.15", true, ""},
+		{"v1", "5.13.19", false, "kernel 5.13 (before 5.14)"},
+		{"v1", "4.18.0-348.el8.x86_64", false, "kernel 4.18 (before 5.14)"},
+		{"v1", "garbage", false, `kernel "garbage", which the launcher cannot read`},
+	}
+	for _, c := range cases {
+		got, err := rlimitCeiling(engine.Info{Rootless: true, Cgroups: c.cgroups, Kernel: c.kernel})
+		if c.refused == "" {
+			if err != nil || got != c.want {
+				t.Errorf("%s %s: %v %v, want %v", c.cgroups, c.kernel, got, err, c.want)
+			}
+			continue
+		}
+		var he *HintedError
+		if !errors.Is(err, ErrNoProcessCeiling) || !strings.Contains(err.Error(), c.refused) || !errors.As(err, &he) || he.Hint == "" {
+			t.Errorf("%s %s: %v, want ErrNoProcessCeiling naming %q with a hint", c.cgroups, c.kernel, err, c.refused)
+		}
+	}
+}

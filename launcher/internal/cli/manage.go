@@ -178,8 +178,17 @@ func doctorCommand(env Env) *ucli.Command {
 				fail("podman at %s: %v", eng.URI(), err)
 			} else {
 				ok("podman %s at %s (rootless=%v, cgroups %s)", info.Version, eng.URI(), info.Rootless, info.Cgroups)
-				if info.Rootless && info.Cgroups == "v1" {
-					ok("process ceiling: rootless podman on cgroup v1 sets no pids limit; each box's RLIMIT_NPROC is its pids limit, counted per box (its own user namespace)")
+				if info.Rootless {
+					if byRlimit, err := rlimitCeiling(info); err != nil {
+						var he *HintedError
+						hint := ""
+						if errors.As(err, &he) {
+							hint = he.Hint
+						}
+						fail("process ceiling: %v\n     hint: %s", err, hint)
+					} else if byRlimit {
+						ok("process ceiling: rootless podman on cgroup v1 sets no pids limit; each box's RLIMIT_NPROC is its pids limit, counted per box (its own user namespace, kernel %s)", info.Kernel)
+					}
 				}
 				ref := imageRef("", env.Getenv)
 				if img, err = eng.ResolveImage(ctx, ref); err != nil {

@@ -19,6 +19,8 @@ type Info struct {
 	Version  string
 	// Cgroups is the service host's cgroup version ("v1" or "v2").
 	Cgroups string
+	// Kernel is the service host's kernel release ("6.1.0-13-amd64").
+	Kernel string
 }
 
 // Image is a resolved image.

@@ -127,11 +127,14 @@ type Request struct {
 	TTY         bool
 	Stdin       bool
 	Rootless    bool
-	SeccompPath string
-	PidsLimit   int64
-	Nofile      uint64
-	Nproc       uint64
-	Term        string
+	// PidsByRlimit: the runtime sets no cgroup pids limit (rootless podman
+	// on cgroup v1), so RLIMIT_NPROC carries the pids limit.
+	PidsByRlimit bool
+	SeccompPath  string
+	PidsLimit    int64
+	Nofile       uint64
+	Nproc        uint64
+	Term         string
 }
 
 // Plan is a planned launch: the box, the posture it was derived with, and
@@ -231,10 +234,11 @@ func Build(r Request) (Plan, error) {
 	if nproc == 0 || nproc > NprocCap {
 		nproc = NprocCap
 	}
-	if r.Rootless && nproc > uint64(b.PidsLimit) {
+	if r.PidsByRlimit && nproc > uint64(b.PidsLimit) {
 		// Rootless podman on a cgroup v1 host drops the pids limit; the
-		// box's own user namespace makes RLIMIT_NPROC a per-box ceiling,
-		// and the entrypoint accepts it in the cgroup's place.
+		// box's own user namespace makes RLIMIT_NPROC a per-box ceiling
+		// (kernel ≥ 5.14), and the entrypoint accepts it in the cgroup's
+		// place.
 		nproc = uint64(b.PidsLimit)
 	}
 	b.Rlimits = append(b.Rlimits, Rlimit{Type: "nproc", Value: nproc})

@@ -256,10 +256,15 @@ func TestFloorOnEveryBox(t *testing.T) {
 	if p.Box.UserNS != "keep-id:uid=1000,gid=1000" {
 		t.Fatalf("rootless userns %q", p.Box.UserNS)
 	}
-	// Rootless: RLIMIT_NPROC is the pids limit, the ceiling that survives
-	// a cgroup v1 host where podman drops the pids limit.
+	// Rootless with a cgroup pids limit: RLIMIT_NPROC stays generous.
+	if !slices.Contains(p.Box.Rlimits, Rlimit{Type: "nproc", Value: NprocCap}) {
+		t.Fatalf("rootless (cgroup v2) rlimits %v, want nproc %d", p.Box.Rlimits, NprocCap)
+	}
+	// Without one (rootless on cgroup v1): RLIMIT_NPROC is the pids limit.
+	req.PidsByRlimit = true
+	p, _ = Build(req)
 	if !slices.Contains(p.Box.Rlimits, Rlimit{Type: "nproc", Value: DefaultPidsLimit}) {
-		t.Fatalf("rootless rlimits %v, want nproc %d", p.Box.Rlimits, DefaultPidsLimit)
+		t.Fatalf("rootless cgroup v1 rlimits %v, want nproc %d", p.Box.Rlimits, DefaultPidsLimit)
 	}
 	req.PidsLimit = 64
 	p, _ = Build(req)

@@ -130,7 +130,7 @@ func (c *Client) Info(ctx context.Context) (engine.Info, error) {
 	if err != nil {
 		return engine.Info{}, fmt.Errorf("podman info: %w", err)
 	}
-	return engine.Info{Rootless: i.Host.Security.Rootless, Version: i.Version.Version, Cgroups: i.Host.CgroupsVersion}, nil
+	return engine.Info{Rootless: i.Host.Security.Rootless, Version: i.Version.Version, Cgroups: i.Host.CgroupsVersion, Kernel: i.Host.Kernel}, nil
 }
 
 // Rootless reports whether the service runs rootless: for a local unix

@@ -47,7 +47,7 @@ func TestSpecGolden(t *testing.T) {
 			req := plan.Request{
 				Account: "work", LaunchID: "0123456789ab", ImageID: "sha256:1d", ImageDigest: "sha256:d1",
 				Grants: g, Denied: cat.Denied(g), NetOpen: c.open, Repo: c.repo, ClaudeArgs: c.args,
-				Rootless: c.rootless, SeccompPath: "/home/u/.claude-box/seccomp/x.json", Nofile: 1024, Stdin: true,
+				Rootless: c.rootless, PidsByRlimit: c.rootless, SeccompPath: "/home/u/.claude-box/seccomp/x.json", Nofile: 1024, Stdin: true,
 			}
 			for _, x := range g {
 				req.Sockets = append(req.Sockets, plan.Socket{Grant: x, HostSocket: "/home/u/.claude-box/run/" + plan.Daemon(x.Door.Name) + ".doors/0123456789ab.sock"})
