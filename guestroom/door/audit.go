@@ -95,10 +95,11 @@ func audit(ctx context.Context, log *slog.Logger, r Record, unaudited bool) {
 	r.Target = clip(r.Target)
 	r.Reason = clip(r.Reason)
 	if cs != nil && cs.budgets != nil {
-		kind := chargeOf(r.Allow, cs.informational, unaudited)
-		c := caller{account: b.Account, launch: b.LaunchID, peerValue: p, unauthorized: kind == kindRefusals && cs.unauthorized.Load()}
-		if !cs.budgets.admit(kind, log, r, c) {
-			return
+		if kind := chargeOf(r.Allow, cs.informational, unaudited); kind != kindNone {
+			c := caller{account: b.Account, launch: b.LaunchID, peerValue: p, unauthorized: kind == kindRefusals && cs.unauthorized.Load()}
+			if !cs.budgets.admit(kind, log, r, c) {
+				return
+			}
 		}
 	}
 	level := slog.LevelInfo

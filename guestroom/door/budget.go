@@ -216,7 +216,7 @@ func newDoorBudgets(cfg AuditBudget, b *Binding) *doorBudgets {
 
 // admit charges a record to its kind's budget; see budgets.admit.
 func (d *doorBudgets) admit(kind budgetKind, log *slog.Logger, r Record, c caller) bool {
-	if d == nil || kind == kindNone {
+	if d == nil || kind < 0 || kind >= numKinds {
 		return true
 	}
 	return d[kind].admit(log, r, c)

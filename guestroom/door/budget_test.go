@@ -921,3 +921,17 @@ func countErr(t *testing.T, al *auditLog, method string) int {
 	}
 	return n
 }
+
+// TestInformationalNamesAreFullMethods: a minter refuses an informational
+// method that is not a full gRPC method name, which would never match.
+func TestInformationalNamesAreFullMethods(t *testing.T) {
+	for _, name := range []string{"CheckTarget", "claudebox.net.v1.EgressService/CheckTarget", "/claudebox.net.v1.EgressService/", ""} {
+		_, err := NewMinter(MinterConfig{Door: "test", Dir: filepath.Join(shortDir(t), "launch"), Informational: []string{name}})
+		if err == nil || !strings.Contains(err.Error(), "not a full gRPC method name") {
+			t.Errorf("informational %q: err %v, want a refusal", name, err)
+		}
+	}
+	if _, err := NewMinter(MinterConfig{Door: "test", Dir: filepath.Join(shortDir(t), "launch"), Informational: []string{checkTarget}}); err != nil {
+		t.Errorf("informational %q: %v", checkTarget, err)
+	}
+}

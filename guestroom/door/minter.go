@@ -31,6 +31,9 @@ import (
 var (
 	launchIDRe = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$`)
 	accountRe  = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+	// fullMethodRe is a full gRPC method name: a misspelt informational
+	// method would silently never be budgeted.
+	fullMethodRe = regexp.MustCompile(`^/[A-Za-z_][A-Za-z0-9_.]*/[A-Za-z_][A-Za-z0-9_]*$`)
 )
 
 // Mint errors; the control service maps them to gRPC codes.
@@ -139,6 +142,11 @@ type Minter struct {
 func NewMinter(cfg MinterConfig) (*Minter, error) {
 	if cfg.Door == "" || cfg.Dir == "" {
 		return nil, errors.New("minter: door name and socket dir are required")
+	}
+	for _, name := range cfg.Informational {
+		if !fullMethodRe.MatchString(name) {
+			return nil, fmt.Errorf("minter: informational method %q is not a full gRPC method name (/package.Service/Method)", name)
+		}
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
