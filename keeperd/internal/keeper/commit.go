@@ -57,7 +57,10 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 	if err != nil {
 		return CommitResult{}, err
 	}
-	unlock := k.lockRepo(dir)
+	unlock, err := k.lockRepo(ctx, dir)
+	if err != nil {
+		return CommitResult{}, err
+	}
 	defer unlock()
 	w, err := openWorktree(dir)
 	if err != nil {

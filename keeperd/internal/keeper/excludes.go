@@ -128,6 +128,8 @@ func repoExcludesFile(w *worktree) (*string, error) {
 			case e.section == "core" && e.sub == "" && e.key == "excludesfile" && !e.noValue:
 				v := e.value
 				value = &v
+			case e.section == "include" || e.section == "includeif":
+				return nil, errRepoIncludes
 			case i == 0 && e.section == "extensions" && e.sub == "" && e.key == "worktreeconfig":
 				worktreeConfig = e.noValue || envTrue(e.value)
 			}
@@ -135,6 +137,12 @@ func repoExcludesFile(w *worktree) (*string, error) {
 	}
 	return value, nil
 }
+
+// errRepoIncludes refuses a repository config with include or includeIf:
+// keeperd does not follow them (the file they name is the box's choice
+// under --repo-rw), so it cannot know whether one sets core.excludesFile,
+// and falling back to the global excludes could commit what git skips.
+var errRepoIncludes = fmt.Errorf("%w: the repository's git config uses include or includeIf, which keeperd does not follow, so it cannot tell which excludes git applies: move those settings into your global git config, or commit on the host", ErrPrecondition)
 
 // errRepoExcludesOutside refuses a repository core.excludesFile naming a
 // host file outside the repository.

@@ -250,6 +250,14 @@ func TestExcludesFileRefusals(t *testing.T) {
 			// whether a host path exists.
 			run(t, f.repo, "git", "config", "core.excludesFile", filepath.Join(t.TempDir(), "no-such-file"))
 		}, "failed precondition: " + outside},
+		{"repository config includes another file", func(t *testing.T, f *fixture, home string) {
+			inc := filepath.Join(t.TempDir(), "inc")
+			writeFile(t, inc, "[core]\n\texcludesFile = /nonexistent\n")
+			run(t, f.repo, "git", "config", "include.path", inc)
+		}, "failed precondition: the repository's git config uses include or includeIf, which keeperd does not follow, so it cannot tell which excludes git applies: move those settings into your global git config, or commit on the host"},
+		{"repository config has an includeIf", func(t *testing.T, f *fixture, home string) {
+			run(t, f.repo, "git", "config", "includeIf.gitdir:/nowhere/.path", "/nonexistent")
+		}, "failed precondition: the repository's git config uses include or includeIf, which keeperd does not follow, so it cannot tell which excludes git applies: move those settings into your global git config, or commit on the host"},
 		{"repository config names another user's home", func(t *testing.T, f *fixture, home string) {
 			run(t, f.repo, "git", "config", "core.excludesFile", "~root/.no-such-file")
 		}, "failed precondition: " + outside},

@@ -74,7 +74,7 @@ type Keeper struct {
 
 	mu       sync.Mutex
 	launches map[string]*launchState
-	repos    map[string]*sync.Mutex
+	repos    map[string]chan struct{}
 	// pushLocks serializes pushes of one repository to one remote: a
 	// one-slot semaphore per repository and remote name.
 	pushLocks map[string]chan struct{}
@@ -107,7 +107,7 @@ func New(cfg Config) (*Keeper, error) {
 	}
 	k := &Keeper{
 		key: cfg.Key, log: cfg.Logger, now: cfg.Now, getenv: cfg.Getenv, pushTimeout: cfg.PushTimeout,
-		launches: map[string]*launchState{}, repos: map[string]*sync.Mutex{},
+		launches: map[string]*launchState{}, repos: map[string]chan struct{}{},
 		pushLocks: map[string]chan struct{}{},
 	}
 	k.pol.Store(cfg.Policy)
@@ -199,17 +199,22 @@ func (k *Keeper) Forget(launchID string) {
 
 // lockRepo serializes writers of one repository inside this process. It is
 // held for local work only (a commit; a push's resolving of what it will
-// send), never across a network round trip.
-func (k *Keeper) lockRepo(dir string) func() {
+// send), never across a network round trip. Waiting for it ends with ctx,
+// since the write ahead may be a large commit.
+func (k *Keeper) lockRepo(ctx context.Context, dir string) (func(), error) {
 	k.mu.Lock()
-	m, ok := k.repos[dir]
+	slot, ok := k.repos[dir]
 	if !ok {
-		m = &sync.Mutex{}
-		k.repos[dir] = m
+		slot = make(chan struct{}, 1)
+		k.repos[dir] = slot
 	}
 	k.mu.Unlock()
-	m.Lock()
-	return m.Unlock
+	select {
+	case slot <- struct{}{}:
+		return func() { <-slot }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: another write to this repository is still running: %w", ErrUnavailable, ctx.Err())
+	}
 }
 
 // lockPush serializes pushes of one repository to one remote inside this

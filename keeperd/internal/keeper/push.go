@@ -102,7 +102,7 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (res PushR
 		return PushResult{}, err
 	}
 	defer unlockPush()
-	w, local, err := k.resolvePush(l, dir, p, req.Ref)
+	w, local, err := k.resolvePush(ctx, l, dir, p, req.Ref)
 	if err != nil {
 		return PushResult{}, err
 	}
@@ -189,8 +189,11 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (res PushR
 // the id it points at, checks it against policy, and spends one push of
 // the launch's budget. The returned worktree stays open for reading
 // objects after the lock is released; the caller closes it.
-func (k *Keeper) resolvePush(l Launch, dir string, p *Policy, reqRef string) (*worktree, *plumbing.Reference, error) {
-	unlock := k.lockRepo(dir)
+func (k *Keeper) resolvePush(ctx context.Context, l Launch, dir string, p *Policy, reqRef string) (*worktree, *plumbing.Reference, error) {
+	unlock, err := k.lockRepo(ctx, dir)
+	if err != nil {
+		return nil, nil, err
+	}
 	defer unlock()
 	w, err := openWorktree(dir)
 	if err != nil {

@@ -278,3 +278,39 @@ func TestPushOverSSHEndsAtKeeperdsLimit(t *testing.T) {
 		t.Fatalf("push to a silent ssh remote past the caller's deadline = %v; want ErrUnavailable wrapping the deadline", err)
 	}
 }
+
+// A push waiting for the repository lock (a large commit ahead of it)
+// gives up at its deadline, and a commit does the same.
+func TestRepoLockWaitEndsWithDeadline(t *testing.T) {
+	f, _ := pushFixture(t, nil)
+	_, dir, err := f.k.Policy().BindRepo(f.launch.Repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := f.k.lockRepo(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	for name, call := range map[string]func(ctx context.Context) error{
+		"push": func(ctx context.Context) error {
+			_, err := f.k.Push(ctx, f.launch, PushRequest{})
+			return err
+		},
+		"commit": func(ctx context.Context) error {
+			_, err := f.k.Commit(ctx, f.launch, CommitRequest{Message: "x", All: true})
+			return err
+		},
+	} {
+		ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+		start := time.Now()
+		err := call(ctx)
+		cancel()
+		if !errors.Is(err, ErrUnavailable) || !strings.Contains(err.Error(), "another write to this repository is still running") {
+			t.Errorf("%s behind a held repository lock: %v, want ErrUnavailable", name, err)
+		}
+		if d := time.Since(start); d > waitTimeout {
+			t.Errorf("%s waited %s past its deadline", name, d)
+		}
+	}
+}
