@@ -55,7 +55,8 @@ type LogQuery struct {
 	// Account keeps only records whose account field is Account.
 	Account string
 	// Denied keeps only refusals: audit records with allow false, and
-	// audit_suppressed records (refusals counted instead of written).
+	// audit_suppressed records of refusals (allow false; the summaries of
+	// informational and unaudited calls carry allow true).
 	Denied bool
 	// SkipText drops lines that are not JSON objects (a crash's stack
 	// trace, say); otherwise they are kept when no filter is set.
@@ -311,7 +312,7 @@ func (m *matcher) match(line []byte) (LogRecord, bool) {
 	}
 	if m.launch != nil && !bytes.Contains(body, m.launch) ||
 		m.account != nil && !bytes.Contains(body, m.account) ||
-		m.q.Denied && !bytes.Contains(body, []byte(markDenied)) && !bytes.Contains(body, []byte(markSuppressed)) {
+		m.q.Denied && !bytes.Contains(body, []byte(markDenied)) {
 		return LogRecord{}, false
 	}
 	line = bytes.Clone(line)
@@ -331,7 +332,7 @@ func (m *matcher) match(line []byte) (LogRecord, bool) {
 		m.q.Account != "" && rec.str("account") != m.q.Account {
 		return LogRecord{}, false
 	}
-	if m.q.Denied && !(msg == msgAudit && string(fields["allow"]) == "false" || msg == msgAuditSuppressed) {
+	if m.q.Denied && !((msg == msgAudit || msg == msgAuditSuppressed) && string(fields["allow"]) == "false") {
 		return LogRecord{}, false
 	}
 	if t, err := time.Parse(time.RFC3339Nano, rec.str("time")); err == nil {

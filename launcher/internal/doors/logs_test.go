@@ -155,6 +155,11 @@ func TestTailLogsFilters(t *testing.T) {
 		slog.String("launch", "l-1"), slog.String("peer", "uid=1000 pid=1"), slog.String("target", "flood.test:443"),
 		slog.Bool("allow", false), slog.String("reason", "not_allowlisted"),
 		slog.Int64("suppressed", 37), slog.Time("first", t0), slog.Time("last", t0.Add(time.Second)), slog.Bool("final", false))
+	// A summary of informational allows (CheckTarget) is not a refusal.
+	informational := logLine(t0.Add(7500*time.Millisecond), slog.LevelInfo, "audit_suppressed",
+		slog.String("door", "net"), slog.String("method", "CheckTarget"), slog.String("account", "work"),
+		slog.String("launch", "l-1"), slog.String("target", "info.test:443"), slog.Bool("allow", true),
+		slog.String("reason", "ok"), slog.String("budget", "informational"), slog.Int64("suppressed", 500))
 	closed := logLine(t0.Add(8*time.Second), slog.LevelInfo, "tunnel_closed",
 		slog.String("door", "net"), slog.String("method", "Tunnel"), slog.String("account", "work"),
 		slog.String("launch", "l-1"), slog.String("target", "api.test:443"), slog.String("end", "client_closed"),
@@ -169,6 +174,7 @@ func TestTailLogsFilters(t *testing.T) {
 		logLine(t0.Add(5*time.Second), slog.LevelInfo, "serving", slog.String("socket", "/run/netd.sock")),
 		logLine(t0.Add(6*time.Second), slog.LevelError, "policy reload failed", slog.String("err", "bad policy"), slog.String("target", "policy.json")),
 		suppressed,
+		informational,
 		"\n",
 		closed,
 		"panic: boom\n",
@@ -182,15 +188,15 @@ func TestTailLogsFilters(t *testing.T) {
 	}{
 		{"everything kept", LogQuery{}, []string{
 			"netd api.test:443", "netd evil.test:443", "netd home.test:443", "netd bad.test:443", "netd ten.test:443",
-			"netd policy.json", "netd flood.test:443", "netd api.test:443", "netd text:panic: boom",
+			"netd policy.json", "netd flood.test:443", "netd info.test:443", "netd api.test:443", "netd text:panic: boom",
 			`netd text:{"time":"x","level":"WARN","msg":"audit","target":"torn`,
 		}},
 		{"no text under json", LogQuery{SkipText: true}, []string{
 			"netd api.test:443", "netd evil.test:443", "netd home.test:443", "netd bad.test:443", "netd ten.test:443",
-			"netd policy.json", "netd flood.test:443", "netd api.test:443",
+			"netd policy.json", "netd flood.test:443", "netd info.test:443", "netd api.test:443",
 		}},
-		{"newest two", LogQuery{N: 2, SkipText: true}, []string{"netd flood.test:443", "netd api.test:443"}},
-		{"launch", LogQuery{Launch: "l-1"}, []string{"netd api.test:443", "netd evil.test:443", "netd flood.test:443", "netd api.test:443"}},
+		{"newest two", LogQuery{N: 2, SkipText: true}, []string{"netd info.test:443", "netd api.test:443"}},
+		{"launch", LogQuery{Launch: "l-1"}, []string{"netd api.test:443", "netd evil.test:443", "netd flood.test:443", "netd info.test:443", "netd api.test:443"}},
 		{"account", LogQuery{Account: "home"}, []string{"netd home.test:443", "netd bad.test:443"}},
 		{"denied", LogQuery{Denied: true}, []string{"netd evil.test:443", "netd bad.test:443", "netd ten.test:443", "netd flood.test:443"}},
 		{"denied in a launch", LogQuery{Denied: true, Launch: "l-2"}, []string{"netd bad.test:443"}},
