@@ -3,7 +3,6 @@ package door
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -53,22 +52,7 @@ func (a *auditLog) Write(p []byte) (int, error) {
 
 func (a *auditLog) records(t *testing.T) []map[string]any {
 	t.Helper()
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(strings.TrimSpace(a.buf.String()), "\n") {
-		if line == "" {
-			continue
-		}
-		var m map[string]any
-		if err := json.Unmarshal([]byte(line), &m); err != nil {
-			t.Fatalf("bad log line %q: %v", line, err)
-		}
-		if m["msg"] == AuditMsg {
-			out = append(out, m)
-		}
-	}
-	return out
+	return a.byMsg(t, AuditMsg)
 }
 
 func (a *auditLog) logger() *slog.Logger {
