@@ -2,6 +2,7 @@ package harness
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -229,6 +230,33 @@ func (p *Podman) LogTail() string {
 func (p *Podman) CLI(ctx context.Context, args ...string) ([]byte, error) {
 	c := command{Path: p.Bin, Args: append([]string{"--url", p.URL()}, args...), Env: p.env}
 	return c.output(ctx)
+}
+
+// CLIResult is what one podman CLI invocation did.
+type CLIResult struct {
+	Stdout, Stderr string
+	// Code is podman's exit code; for `podman run`, the container's.
+	Code int
+}
+
+// CLIRun is CLI for a test that expects podman or its container to fail: a
+// non-zero exit is a result, not an error. The error reports a podman that
+// could not be run at all.
+func (p *Podman) CLIRun(ctx context.Context, args ...string) (CLIResult, error) {
+	cmd := exec.CommandContext(ctx, p.Bin, append([]string{"--url", p.URL()}, args...)...)
+	cmd.Env = p.env
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	r := CLIResult{Stdout: stdout.String(), Stderr: stderr.String()}
+	var exit *exec.ExitError
+	switch {
+	case errors.As(err, &exit):
+		r.Code = exit.ExitCode()
+	case err != nil:
+		return r, fmt.Errorf("%s %s: %w", p.Bin, strings.Join(args, " "), err)
+	}
+	return r, nil
 }
 
 // Close removes every container the service runs, stops it, and waits for it.
