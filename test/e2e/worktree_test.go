@@ -3,6 +3,7 @@ package e2e
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -74,5 +75,33 @@ func TestWritableSubtrees(t *testing.T) {
 		if got := r.Write[p]; !strings.Contains(got, "read-only file system") {
 			t.Errorf("write %s = %q, want read-only file system (outside --writable)", p, got)
 		}
+	}
+}
+
+// repoRWWarning is what the launcher prints for --repo-rw
+// (launcher/internal/plan.RepoRWWarning).
+const repoRWWarning = "claude-box: WARNING: --repo-rw mounts .git read-write: the box can rewrite hooks, " +
+	"config and history that run on this host. Use --keeper to commit instead."
+
+// TestRepoRW: --repo-rw, the unsafe escape, says so loudly on stderr, and in
+// the box .git is writable: a file created in /work/.git lands in the
+// host's .git.
+func TestRepoRW(t *testing.T) {
+	w := newWorld(t)
+	repo := harness.NewRepo(t, map[string]string{"README.md": "top\n"})
+	harness.ChownTree(t, repo, 1000, 1000)
+	res := w.ok(t, "e2e-repo-rw", "--repo", repo, "--repo-rw", "--", "probe", "write",
+		"-path", "/work/.git/e2e-repo-rw", "-path", "/work/README.md")
+	if !slices.Contains(strings.Split(res.stderr, "\n"), repoRWWarning) {
+		t.Errorf("stderr lacks the --repo-rw warning line %q\n%s", repoRWWarning, res)
+	}
+	r := res.probe(t)
+	for _, p := range []string{"/work/.git/e2e-repo-rw", "/work/README.md"} {
+		if got := r.Write[p]; got != "ok" {
+			t.Errorf("write %s = %q, want ok (--repo-rw)", p, got)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(repo, ".git", "e2e-repo-rw")); err != nil || string(b) != "probe\n" {
+		t.Errorf("host .git/e2e-repo-rw = %q, %v; want the box's write", b, err)
 	}
 }
