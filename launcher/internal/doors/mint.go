@@ -52,6 +52,95 @@ func CheckSocket(path string) error {
 	return nil
 }
 
+// ErrUnsafeSocket reports a minted socket the launcher refuses to mount in
+// the box.
+var ErrUnsafeSocket = errors.New("refusing to mount it in the box")
+
+// UnsafeSocketError names the door whose minted socket was refused, the
+// daemon that returned it, and why.
+type UnsafeSocketError struct {
+	Door, Daemon, Socket string
+	// Reason is why the socket is refused.
+	Reason string
+}
+
+func (e *UnsafeSocketError) Error() string {
+	return fmt.Sprintf("mint door %q: %s returned socket %q: %v: %s", e.Door, e.Daemon, e.Socket, ErrUnsafeSocket, e.Reason)
+}
+
+func (e *UnsafeSocketError) Unwrap() error { return ErrUnsafeSocket }
+
+// refuseMinted says why the socket a daemon minted for w must not be
+// bind-mounted into the box, or "" when it may be. The daemon is trusted
+// with its own door, not with the host: what it returns must be a unix
+// socket itself (no symlink, directory or file), never a control socket of
+// this launch, and never beside one (a sibling in the run directory is
+// another daemon's control socket; minted sockets live in a directory of
+// the daemon's own that only its owner can write to).
+func refuseMinted(path string, w Want, all []Want) string {
+	switch {
+	case path == "":
+		return "it is empty"
+	case !filepath.IsAbs(path):
+		return "it is not an absolute path"
+	case filepath.Clean(path) != path:
+		return "it is not a clean path"
+	}
+	controls := append([]Want{w}, all...)
+	for _, c := range controls {
+		ctl := filepath.Clean(c.Control)
+		switch path {
+		case ctl:
+			return controlReason(c, w)
+		case filepath.Dir(ctl):
+			return "it is the directory of the control socket " + ctl
+		}
+	}
+	fi, err := os.Lstat(path)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return "it does not exist"
+	case err != nil:
+		return fmt.Sprintf("it cannot be inspected: %v", err)
+	case fi.Mode()&fs.ModeSymlink != 0:
+		return "it is a symlink"
+	case fi.IsDir():
+		return "it is a directory"
+	case fi.Mode()&fs.ModeSocket == 0:
+		return "it is not a unix socket"
+	}
+	dir := filepath.Dir(path)
+	di, err := os.Stat(dir)
+	if err != nil {
+		return fmt.Sprintf("its directory %s cannot be inspected: %v", dir, err)
+	}
+	if di.Mode().Perm()&0o022 != 0 && di.Mode()&fs.ModeSticky == 0 {
+		return fmt.Sprintf("its directory %s is writable by others (mode %04o)", dir, di.Mode().Perm())
+	}
+	for _, c := range controls {
+		if ci, err := os.Stat(c.Control); err == nil && os.SameFile(fi, ci) {
+			return controlReason(c, w)
+		}
+		cdir := filepath.Dir(filepath.Clean(c.Control))
+		ci, err := os.Stat(cdir)
+		if err != nil {
+			return fmt.Sprintf("the directory of the control socket %s cannot be inspected: %v", c.Control, err)
+		}
+		if os.SameFile(di, ci) {
+			return "it is in the directory of the control socket " + c.Control
+		}
+	}
+	return ""
+}
+
+// controlReason says which control socket a minted path turned out to be.
+func controlReason(c, w Want) string {
+	if c.Control == w.Control {
+		return "it is the daemon's own control socket"
+	}
+	return fmt.Sprintf("it is the control socket of door %q", c.Grant.Door.Name)
+}
+
 // Want is one door to mint.
 type Want struct {
 	Grant guestroom.Grant
@@ -109,7 +198,7 @@ func (s *Session) Doors() []Minted {
 func Mint(ctx context.Context, launch, account string, peerUID int, wants []Want) (*Session, error) {
 	s := &Session{}
 	for _, w := range wants {
-		if err := s.mintOne(ctx, launch, account, peerUID, w); err != nil {
+		if err := s.mintOne(ctx, launch, account, peerUID, w, wants); err != nil {
 			s.Close(context.WithoutCancel(ctx))
 			return nil, err
 		}
@@ -117,7 +206,7 @@ func Mint(ctx context.Context, launch, account string, peerUID int, wants []Want
 	return s, nil
 }
 
-func (s *Session) mintOne(ctx context.Context, launch, account string, peerUID int, w Want) error {
+func (s *Session) mintOne(ctx context.Context, launch, account string, peerUID int, w Want, all []Want) error {
 	if err := CheckSocket(w.Control); err != nil {
 		if errors.Is(err, ErrUnsafeDir) {
 			return err
@@ -151,8 +240,9 @@ func (s *Session) mintOne(ctx context.Context, launch, account string, peerUID i
 	s.doors = append(s.doors, m)
 	s.ctrl = append(s.ctrl, ctrl)
 	s.mu.Unlock()
-	if m.HostSocket == "" || !filepath.IsAbs(m.HostSocket) {
-		return fmt.Errorf("mint door %q: daemon returned no socket path", w.Grant.Door.Name)
+	// The door is recorded above, so a refused socket is still revoked.
+	if reason := refuseMinted(m.HostSocket, w, all); reason != "" {
+		return &UnsafeSocketError{Door: w.Grant.Door.Name, Daemon: w.Daemon, Socket: m.HostSocket, Reason: reason}
 	}
 	// The lease lives until Close (or until this process dies).
 	lctx, lcancel := context.WithCancel(context.WithoutCancel(ctx))
