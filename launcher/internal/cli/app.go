@@ -111,6 +111,12 @@ func Run(ctx context.Context, args []string, env Env) error {
 	if len(args) > 0 && args[0] == reapCommand {
 		return reap(ctx, args[1:], env)
 	}
+	if slices.Contains(args, completionFlag) {
+		// A completion script asking for candidates: answer, never launch.
+		app := newApp(env)
+		app.ShellComplete = completeTop(args)
+		return app.Run(ctx, append([]string{"claude-box"}, args...))
+	}
 	if len(args) > 0 && (slices.Contains(Reserved, args[0]) || args[0] == "-h" || args[0] == "--help" || args[0] == "--version") {
 		return newApp(env).Run(ctx, append([]string{"claude-box"}, args...))
 	}
@@ -268,6 +274,9 @@ func loginCommand(env Env) *ucli.Command {
 		Name: "login", Usage: "open a box for the first /login of an account", ArgsUsage: "[ACCOUNT]",
 		UsageText:       "claude-box login [ACCOUNT]\n\nRuns claude in ACCOUNT's box with only the net door, so its first /login can reach Anthropic.\nIts net door is minted with netd's `login` profile for this launch only.",
 		SkipFlagParsing: true,
+		// ACCOUNT is the user's to name: urfave's default would offer the
+		// help command as one.
+		ShellComplete: func(context.Context, *ucli.Command) {},
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			args := c.Args().Slice()
 			a := LaunchArgs{Account: plan.DefaultAccount, Net: true, Profiles: []string{"login"}}
@@ -282,5 +291,52 @@ func loginCommand(env Env) *ucli.Command {
 			}
 			return launch(ctx, a, env)
 		},
+	}
+}
+
+// completionFlag is the word urfave's completion scripts append to ask for
+// candidates: `claude-box WORDS… --generate-shell-completion`.
+const completionFlag = "--generate-shell-completion"
+
+// completeTop answers a completion request at the top level from the
+// request's own words (urfave's default reads os.Args there): the
+// subcommands for the first word, the launch flags for a word that starts
+// with "-", and nothing after an account or "--", where claude's arguments
+// follow.
+func completeTop(args []string) ucli.ShellCompleteFunc {
+	return func(_ context.Context, c *ucli.Command) {
+		words := args
+		if n := len(words); n > 0 && words[n-1] == completionFlag {
+			words = words[:n-1]
+		}
+		// "--" as the word being completed still completes flags.
+		if i := slices.Index(words, "--"); i >= 0 && i < len(words)-1 {
+			return
+		}
+		w := c.Root().Writer
+		if len(words) == 0 {
+			for _, sub := range c.VisibleCommands() {
+				fmt.Fprintf(w, "%s:%s\n", sub.Name, sub.Usage)
+			}
+			return
+		}
+		cur := words[len(words)-1]
+		if !strings.HasPrefix(cur, "-") {
+			return
+		}
+		for _, f := range c.VisibleFlags() {
+			usage := ""
+			if u, ok := f.(interface{ GetUsage() string }); ok {
+				usage = u.GetUsage()
+			}
+			for _, name := range f.Names() {
+				if len(name) < 2 {
+					continue
+				}
+				if long := "--" + name; strings.HasPrefix(long, cur) && long != cur {
+					fmt.Fprintf(w, "%s:%s\n", long, usage)
+				}
+			}
+		}
 	}
 }
