@@ -159,15 +159,16 @@ func newApp(env Env) *ucli.Command {
 		}
 	}
 	root := &ucli.Command{
-		Name:                  "claude-box",
-		Usage:                 "Claude Code in a box, with doors",
-		UsageText:             rootHelp,
-		Version:               env.Version,
-		Writer:                env.Stdout,
-		ErrWriter:             env.Stderr,
-		EnableShellCompletion: true,
-		HideHelpCommand:       false,
-		Flags:                 flags,
+		Name:                            "claude-box",
+		Usage:                           "Claude Code in a box, with doors",
+		UsageText:                       rootHelp,
+		Version:                         env.Version,
+		Writer:                          env.Stdout,
+		ErrWriter:                       env.Stderr,
+		EnableShellCompletion:           true,
+		HideHelpCommand:                 false,
+		Flags:                           flags,
+		ConfigureShellCompletionCommand: completionHelp,
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			return ucli.ShowRootCommandHelp(c)
 		},
@@ -180,6 +181,8 @@ func newApp(env Env) *ucli.Command {
 			lsCommand(env), nameCommand(env), loginCommand(env), doorsCommand(env), doctorCommand(env),
 			{
 				Name: "version", Usage: "print the version",
+				UsageText: "claude-box version\n\nPrints the launcher's version and, when the binary was built with one, the image digest it pins.\n\n" +
+					"Examples:\n  claude-box version\n  claude-box --version",
 				Action: func(context.Context, *ucli.Command) error {
 					fmt.Fprintf(env.Stdout, "claude-box %s\n", env.Version)
 					if plan.PinnedDigest != "" {
@@ -211,7 +214,8 @@ func usageErrors(cmds []*ucli.Command, parent string) {
 func lsCommand(env Env) *ucli.Command {
 	return &ucli.Command{
 		Name: "ls", Usage: "list accounts (config volumes and labels)",
-		UsageText: "claude-box ls\n\nPrints one account per line with its label: the union of claude-<account>-config volumes and ~/.config/claude-box/accounts.json.",
+		UsageText: "claude-box ls\n\nPrints one account per line with its label: the union of claude-<account>-config volumes and ~/.config/claude-box/accounts.json.\n\n" +
+			"Examples:\n  claude-box ls                 # every account, with its label\n  claude-box ls | cut -f1       # account names only",
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			path, err := accounts.Path(env.Getenv)
 			if err != nil {
@@ -248,7 +252,8 @@ func lsCommand(env Env) *ucli.Command {
 func nameCommand(env Env) *ucli.Command {
 	return &ucli.Command{
 		Name: "name", Usage: "label an account", ArgsUsage: "ACCOUNT LABEL…",
-		UsageText: "claude-box name ACCOUNT LABEL…\n\nExample: claude-box name work \"Acme day job\"",
+		UsageText: "claude-box name ACCOUNT LABEL…\n\nLabels ACCOUNT in ~/.config/claude-box/accounts.json; claude-box ls shows the label.\n\n" +
+			"Examples:\n  claude-box name work \"Acme day job\"\n  claude-box name personal side projects",
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			args := c.Args().Slice()
 			if len(args) < 2 {
@@ -272,13 +277,18 @@ func nameCommand(env Env) *ucli.Command {
 func loginCommand(env Env) *ucli.Command {
 	return &ucli.Command{
 		Name: "login", Usage: "open a box for the first /login of an account", ArgsUsage: "[ACCOUNT]",
-		UsageText:       "claude-box login [ACCOUNT]\n\nRuns claude in ACCOUNT's box with only the net door, so its first /login can reach Anthropic.\nIts net door is minted with netd's `login` profile for this launch only.",
+		UsageText: "claude-box login [ACCOUNT]\n\nRuns claude in ACCOUNT's box (default \"" + plan.DefaultAccount + "\") with only the net door, so its first /login can reach Anthropic.\n" +
+			"Its net door is minted with netd's `login` profile for this launch only.\n\n" +
+			"Examples:\n  claude-box login          # the personal account\n  claude-box login work     # then run /login inside, once",
 		SkipFlagParsing: true,
 		// ACCOUNT is the user's to name: urfave's default would offer the
 		// help command as one.
 		ShellComplete: func(context.Context, *ucli.Command) {},
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			args := c.Args().Slice()
+			if slices.Contains(args, "-h") || slices.Contains(args, "--help") {
+				return ucli.ShowSubcommandHelp(c)
+			}
 			a := LaunchArgs{Account: plan.DefaultAccount, Net: true, Profiles: []string{"login"}}
 			if len(args) > 1 {
 				return fmt.Errorf("%w: login takes at most one ACCOUNT", ErrUsage)
@@ -338,5 +348,31 @@ func completeTop(args []string) ucli.ShellCompleteFunc {
 				}
 			}
 		}
+	}
+}
+
+// completionExample is how a shell's completion script is installed.
+func completionExample(shell string) string {
+	switch shell {
+	case "bash":
+		return "source <(claude-box completion bash)    # in ~/.bashrc"
+	case "zsh":
+		return "source <(claude-box completion zsh)     # in ~/.zshrc"
+	case "fish":
+		return "claude-box completion fish > ~/.config/fish/completions/claude-box.fish"
+	case "pwsh":
+		return "claude-box completion pwsh > claude-box.ps1   # and dot-source it from $PROFILE"
+	}
+	return "claude-box completion " + shell
+}
+
+// completionHelp gives urfave's completion command and its shells usage
+// examples, as every other command has.
+func completionHelp(c *ucli.Command) {
+	c.UsageText = "claude-box completion bash|zsh|fish|pwsh\n\nExamples:"
+	for _, sh := range c.Commands {
+		ex := completionExample(sh.Name)
+		c.UsageText += "\n  " + ex
+		sh.UsageText = "claude-box completion " + sh.Name + "\n\nExamples:\n  " + ex
 	}
 }

@@ -1,9 +1,12 @@
 package cli
 
 import (
+	"io"
 	"slices"
 	"strings"
 	"testing"
+
+	ucli "github.com/urfave/cli/v3"
 )
 
 // candidates are the names a completion answer offers, without their
@@ -88,5 +91,47 @@ func TestCompletionScripts(t *testing.T) {
 	}
 	if !strings.Contains(out.String(), completionFlag) {
 		t.Fatalf("the bash script never asks claude-box %s", completionFlag)
+	}
+}
+
+// commandPaths walks the command tree below c: every command that has a
+// --help of its own (urfave's help command has not).
+func commandPaths(prefix []string, c *ucli.Command) [][]string {
+	var out [][]string
+	for _, sub := range c.Commands {
+		if sub.HideHelp {
+			continue
+		}
+		p := append(slices.Clone(prefix), sub.Name)
+		out = append(out, p)
+		out = append(out, commandPaths(p, sub)...)
+	}
+	return out
+}
+
+// TestEveryCommandHasExamples: `<command> --help` shows examples, for the
+// root and every command and subcommand.
+func TestEveryCommandHasExamples(t *testing.T) {
+	app := newApp(Env{Getenv: func(string) string { return "" }, Stdout: io.Discard, Stderr: io.Discard})
+	// Running it once builds the tree as a run sees it (help, completion).
+	if err := app.Run(t.Context(), []string{"claude-box", "--help"}); err != nil {
+		t.Fatal(err)
+	}
+	paths := append([][]string{nil}, commandPaths(nil, app)...)
+	for _, want := range [][]string{{"login"}, {"doors", "logs"}, {"doors", "status"}, {"completion", "bash"}} {
+		if !slices.ContainsFunc(paths, func(p []string) bool { return slices.Equal(p, want) }) {
+			t.Fatalf("the walk missed %q: %q", want, paths)
+		}
+	}
+	for _, p := range paths {
+		t.Run(strings.Join(append([]string{"claude-box"}, p...), " "), func(t *testing.T) {
+			env, out, errb := testEnv(t, t.TempDir(), nil, noConnect(t))
+			if err := Run(t.Context(), append(slices.Clone(p), "--help"), env); err != nil {
+				t.Fatalf("%v (stderr %q)", err, errb.String())
+			}
+			if !strings.Contains(out.String(), "Examples:\n") {
+				t.Fatalf("no Examples: in\n%s", out.String())
+			}
+		})
 	}
 }

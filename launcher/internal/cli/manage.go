@@ -35,30 +35,42 @@ func doorsCommand(env Env) *ucli.Command {
 		Name: "doors", Usage: "install, start, stop and inspect the door daemons (netd, keeperd, scoutd)",
 		UsageText: "claude-box doors init|status|start|stop|logs\n\nExamples:\n  claude-box doors init    # systemd user units under ~/.config/systemd/user\n  claude-box doors start   # systemctl --user, or detached with pid files\n  claude-box doors status  # running, socket, version, live launches, policy",
 		Commands: []*ucli.Command{
-			{Name: "init", Usage: "write systemd user units pointing at the installed daemons", Action: func(ctx context.Context, c *ucli.Command) error {
-				return doors.Init(services(env), env.Stdout)
-			}},
-			{Name: "start", Usage: "start the daemons and wait until they answer", Action: func(ctx context.Context, c *ucli.Command) error {
-				return doors.Start(ctx, services(env), doors.ExecRunner, env.Stdout)
-			}},
-			{Name: "stop", Usage: "stop the daemons", Action: func(ctx context.Context, c *ucli.Command) error {
-				return doors.Stop(ctx, services(env), doors.ExecRunner, env.Stdout)
-			}},
+			{Name: "init", Usage: "write systemd user units pointing at the installed daemons",
+				UsageText: "claude-box doors init\n\nWrites claude-box-netd, -keeperd and -scoutd.service under ${XDG_CONFIG_HOME:-~/.config}/systemd/user, each running the daemon found on PATH on its control socket.\n\n" +
+					"Examples:\n  claude-box doors init && claude-box doors start\n  systemctl --user cat claude-box-netd.service   # what was written",
+				Action: func(ctx context.Context, c *ucli.Command) error {
+					return doors.Init(services(env), env.Stdout)
+				}},
+			{Name: "start", Usage: "start the daemons and wait until they answer",
+				UsageText: "claude-box doors start\n\nStarts the daemons with systemctl --user where there is a user manager, else detached with pid files under ~/.claude-box/run.\n\n" +
+					"Examples:\n  claude-box doors start\n  claude-box doors start && claude-box doors status",
+				Action: func(ctx context.Context, c *ucli.Command) error {
+					return doors.Start(ctx, services(env), doors.ExecRunner, env.Stdout)
+				}},
+			{Name: "stop", Usage: "stop the daemons",
+				UsageText: "claude-box doors stop\n\nStops the daemons (with systemctl --user, or by their pid files); the doors they minted stop answering.\n\n" +
+					"Examples:\n  claude-box doors stop\n  claude-box doors stop && claude-box doors start   # after changing a policy",
+				Action: func(ctx context.Context, c *ucli.Command) error {
+					return doors.Stop(ctx, services(env), doors.ExecRunner, env.Stdout)
+				}},
 			logsCommand(env),
-			{Name: "status", Usage: "report each daemon from its control socket", Action: func(ctx context.Context, c *ucli.Command) error {
-				down := 0
-				for _, s := range services(env) {
-					st := doors.GetStatus(ctx, s)
-					printStatus(env, st)
-					if !st.Running {
-						down++
+			{Name: "status", Usage: "report each daemon from its control socket",
+				UsageText: "claude-box doors status\n\nAsks each daemon's control socket for its version, uptime, policy and live launches; exits 1 when one is not running.\n\n" +
+					"Examples:\n  claude-box doors status\n  claude-box doors status || claude-box doors start",
+				Action: func(ctx context.Context, c *ucli.Command) error {
+					down := 0
+					for _, s := range services(env) {
+						st := doors.GetStatus(ctx, s)
+						printStatus(env, st)
+						if !st.Running {
+							down++
+						}
 					}
-				}
-				if down > 0 {
-					return &ExitError{Code: 1}
-				}
-				return nil
-			}},
+					if down > 0 {
+						return &ExitError{Code: 1}
+					}
+					return nil
+				}},
 		},
 	}
 }
@@ -166,6 +178,9 @@ func printStatus(env Env, st doors.Status) {
 func doctorCommand(env Env) *ucli.Command {
 	return &ucli.Command{
 		Name: "doctor", Usage: "check podman, the image and its pin, the doors, and stale boxes",
+		UsageText: "claude-box doctor\n\nChecks podman and its process ceiling, the image against its pin, boxes still running an older image, and each door daemon.\n" +
+			"Prints one ok or FAIL line per check, with a hint for each failure; exits 1 when any check fails.\n\n" +
+			"Examples:\n  claude-box doctor\n  CLAUDE_BOX_IMAGE=localhost/claude-box:next claude-box doctor   # check another image",
 		Action: func(ctx context.Context, c *ucli.Command) error {
 			bad := 0
 			fail := func(format string, a ...any) { bad++; fmt.Fprintf(env.Stdout, "FAIL "+format+"\n", a...) }
