@@ -294,10 +294,17 @@ func loginCommand(env Env) *ucli.Command {
 				return fmt.Errorf("%w: login takes at most one ACCOUNT", ErrUsage)
 			}
 			if len(args) == 1 {
-				if err := plan.ValidateAccount(args[0]); err != nil {
+				acct := args[0]
+				if strings.HasPrefix(acct, "-") {
+					return fmt.Errorf("%w: login takes no flags, got %q: it opens a box with only the net door", ErrUsage, acct)
+				}
+				if err := plan.ValidateAccount(acct); err != nil {
 					return fmt.Errorf("%w: %w", ErrUsage, err)
 				}
-				a.Account = args[0]
+				if slices.Contains(Reserved, acct) {
+					return fmt.Errorf("%w: %q is a subcommand, not an account", ErrUsage, acct)
+				}
+				a.Account = acct
 			}
 			return launch(ctx, a, env)
 		},
