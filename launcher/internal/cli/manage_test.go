@@ -9,6 +9,7 @@ import (
 
 	"github.com/bounded-systems/claude-box/guestroom"
 	"github.com/bounded-systems/claude-box/guestroom/door"
+	"github.com/bounded-systems/claude-box/launcher/internal/engine"
 	"github.com/bounded-systems/claude-box/launcher/internal/plan"
 )
 
@@ -115,5 +116,104 @@ func TestLoginHelp(t *testing.T) {
 		if err := Run(t.Context(), append([]string{"login"}, args...), env); err != nil || !strings.Contains(out.String(), "claude-box login [ACCOUNT]") {
 			t.Fatalf("login %q: %v\n%s", args, err, out.String())
 		}
+	}
+}
+
+// TestDoctor: doctor reports each check on a line of its own, FAIL with a
+// hint where one fails, and exits 1 when any does.
+func TestDoctor(t *testing.T) {
+	all := []string{"netd", "keeperd", "scoutd"}
+	pinned := map[string]string{"CLAUDE_BOX_IMAGE_DIGEST": fakeImageID}
+	fresh := engine.BoxInfo{Name: "claude-box-work-new", State: "running", Account: "work", Image: strings.TrimPrefix(fakeImageID, "sha256:")}
+	cases := []struct {
+		name    string
+		daemons []string
+		vars    map[string]string
+		boxes   []engine.BoxInfo
+		// lines must all be printed ($RUN is the daemons' run dir); fails
+		// is how many start with FAIL.
+		lines []string
+		fails int
+	}{
+		{"all ok", all, pinned, []engine.BoxInfo{fresh}, []string{
+			"ok   podman 5.0.0 at unix:///run/fake/podman.sock (rootless=false, cgroups v2)",
+			"ok   image localhost/claude-box:latest = sha256:1111 (pin: sha256:1111)",
+			"ok   box claude-box-work-new (running, account work)",
+			"ok   netd test at $RUN/netd.sock, 0 live launches",
+			"ok   keeperd test at $RUN/keeperd.sock, 0 live launches",
+			"ok   scoutd test at $RUN/scoutd.sock, 0 live launches",
+		}, 0},
+		{"image pin mismatch", all, map[string]string{"CLAUDE_BOX_IMAGE_DIGEST": "sha256:9999"}, nil, []string{
+			"FAIL image localhost/claude-box:latest: image does not match its pinned digest: pinned sha256:9999, image is sha256:1111 (digest sha256:2222)",
+		}, 1},
+		{"stale box on an old image", all, pinned, []engine.BoxInfo{fresh, {Name: "claude-box-work-old", State: "running", Account: "work", Image: "0000"}}, []string{
+			"ok   box claude-box-work-new (running, account work)",
+			"FAIL stale box claude-box-work-old (running, account work) runs an old image 0000; stop it with `podman rm -f claude-box-work-old`",
+		}, 1},
+		{"door daemon absent", []string{"netd", "keeperd"}, pinned, nil, []string{
+			"ok   netd test at $RUN/netd.sock, 0 live launches",
+			"FAIL scoutd: door daemon is not running: no control socket at $RUN/scoutd.sock",
+			"     hint: claude-box doors start (or nix run .#scoutd -- serve)",
+		}, 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runDir, _ := doorDaemons(t, tc.daemons...)
+			fe := newFakeEngine()
+			fe.boxes = tc.boxes
+			env, out, _ := testEnv(t, runDir, tc.vars, fe.connect)
+			err := Run(t.Context(), []string{"doctor"}, env)
+			want := 0
+			if tc.fails > 0 {
+				want = 1
+			}
+			if ExitCode(err) != want || (err != nil && Message(err) != "") {
+				t.Fatalf("exit %d (%v), want %d and nothing more on stderr", ExitCode(err), err, want)
+			}
+			got := strings.Split(strings.TrimSuffix(out.String(), "\n"), "\n")
+			for _, l := range tc.lines {
+				if l = strings.ReplaceAll(l, "$RUN", runDir); !slices.Contains(got, l) {
+					t.Errorf("missing line %q", l)
+				}
+			}
+			fails := 0
+			for _, l := range got {
+				if strings.HasPrefix(l, "FAIL") {
+					fails++
+				}
+			}
+			if fails != tc.fails {
+				t.Errorf("%d FAIL lines, want %d", fails, tc.fails)
+			}
+			if t.Failed() {
+				t.Logf("doctor said:\n%s", out.String())
+			}
+			if calls := fe.recorded(); len(calls) != 0 {
+				t.Fatalf("doctor changed something: %q", calls)
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	saved := plan.PinnedDigest
+	t.Cleanup(func() { plan.PinnedDigest = saved })
+	cases := []struct {
+		name, pin, want string
+	}{
+		{"no pin", "", "claude-box 1.2.3\n"},
+		{"pinned", "sha256:abc", "claude-box 1.2.3\nimage pin sha256:abc\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			plan.PinnedDigest = tc.pin
+			env, out, _ := testEnv(t, t.TempDir(), nil, noConnect(t))
+			if err := Run(t.Context(), []string{"version"}, env); err != nil {
+				t.Fatal(err)
+			}
+			if out.String() != tc.want {
+				t.Fatalf("version printed %q, want %q", out.String(), tc.want)
+			}
+		})
 	}
 }
