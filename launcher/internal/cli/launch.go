@@ -74,6 +74,22 @@ func grants(a LaunchArgs, cat guestroom.Catalog) ([]guestroom.Grant, error) {
 	return g, nil
 }
 
+// refuseKeeperWithoutRepo refuses the keeper door without --repo: keeperd
+// commits to the worktree it is bound to when the door is minted, and a
+// launch without --repo has none to bind it to.
+func refuseKeeperWithoutRepo(a LaunchArgs, granted []guestroom.Grant) error {
+	if a.Repo != "" {
+		return nil
+	}
+	for _, g := range granted {
+		if g.Door.Name == plan.DoorKeeper {
+			return Hinted(fmt.Errorf("%w: the keeper door needs --repo: keeperd commits to the worktree a launch names, and this one names none", ErrUsage),
+				"add --repo PATH (the git worktree to commit to), or launch without the keeper door (--net --scout instead of --room dev)")
+		}
+	}
+	return nil
+}
+
 // refuseRepoRWWithKeeper refuses --repo-rw together with the keeper door: a
 // writable .git lets the box plant hooks and redirect keeperd (commondir,
 // gitdir files) at other repositories on the host, and keeperd acts on the
@@ -173,6 +189,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	}
 	granted, err := grants(a, cat)
 	if err != nil {
+		return err
+	}
+	if err := refuseKeeperWithoutRepo(a, granted); err != nil {
 		return err
 	}
 	if err := refuseRepoRWWithKeeper(a, granted); err != nil {
