@@ -24,6 +24,8 @@ type fakeEngine struct {
 	boxes     []engine.BoxInfo
 	volumeErr error
 	code      int
+	// onVolume sees the account volume being ensured.
+	onVolume func(name string)
 	// onRun sees the box while it would run, doors still minted.
 	onRun func(b plan.Box)
 
@@ -87,6 +89,9 @@ func (f *fakeEngine) ResolveImage(context.Context, string) (engine.Image, error)
 
 func (f *fakeEngine) EnsureVolume(_ context.Context, name string, _ map[string]string) (bool, error) {
 	f.record("EnsureVolume " + name)
+	if f.onVolume != nil {
+		f.onVolume(name)
+	}
 	return f.volumeErr == nil, f.volumeErr
 }
 

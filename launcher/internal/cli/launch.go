@@ -285,10 +285,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 	if repo != nil && !rootless {
 		warnRootfulRepo(env, repo.Root)
 	}
-	if _, err := eng.EnsureVolume(ctx, plan.VolumeName(a.Account), map[string]string{plan.LabelAccount: a.Account}); err != nil {
-		return err
-	}
 
+	// Doors are minted before anything is created, so a daemon that is
+	// down leaves nothing behind; from here every return revokes them.
 	peerUID := plan.BoxUID
 	if rootless {
 		peerUID = os.Getuid()
@@ -313,6 +312,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		return err
 	}
 	defer sess.Close(context.WithoutCancel(ctx))
+	if _, err := eng.EnsureVolume(ctx, plan.VolumeName(a.Account), map[string]string{plan.LabelAccount: a.Account}); err != nil {
+		return err
+	}
 	for _, m := range sess.Doors() {
 		req.Sockets = append(req.Sockets, plan.Socket{Grant: m.Grant, HostSocket: m.HostSocket})
 	}

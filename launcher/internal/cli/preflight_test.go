@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"errors"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -54,6 +56,61 @@ func TestRefusedBeforePodman(t *testing.T) {
 			for d, m := range minters {
 				if live := m.Live(); len(live) != 0 {
 					t.Fatalf("%s minted %+v", d, live)
+				}
+			}
+		})
+	}
+}
+
+// TestMintBeforeCreate: doors are minted before podman creates anything,
+// so a door daemon that is down leaves no account volume and no box
+// behind, and a failure after minting revokes every door.
+func TestMintBeforeCreate(t *testing.T) {
+	repo := gitRepo(t)
+	down := func(d string) string {
+		return "claude-box: door " + d + " (" + d + ") at $RUN/" + d + ".sock: door daemon is not running: no control socket at $RUN/" + d + ".sock\n" +
+			"hint: start it: `claude-box doors start` (or `nix run .#" + d + " -- serve`)\n"
+	}
+	cases := []struct {
+		name      string
+		daemons   []string
+		args      []string
+		volumeErr error
+		msg       string
+	}{
+		{"no door daemon", nil, []string{"work", "--net"}, nil, down("netd")},
+		{"the last of three down", []string{"keeperd", "netd"}, []string{"work", "--room", "dev", "--repo", repo}, nil, down("scoutd")},
+		{"the volume fails after minting", []string{"keeperd", "netd", "scoutd"}, []string{"work", "--room", "dev", "--repo", repo}, errors.New("volume claude-work-config: no space left on device"),
+			"claude-box: volume claude-work-config: no space left on device\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			runDir, minters := doorDaemons(t, tc.daemons...)
+			fe := newFakeEngine()
+			fe.volumeErr = tc.volumeErr
+			fe.onVolume = func(string) {
+				for d, m := range minters {
+					if len(m.Live()) != 1 {
+						t.Errorf("%s: %d doors live when the volume is made, want 1", d, len(m.Live()))
+					}
+				}
+			}
+			env, _, _ := testEnv(t, runDir, nil, fe.connect)
+			err := Run(t.Context(), tc.args, env)
+			if want := strings.ReplaceAll(tc.msg, "$RUN", runDir); Message(err) != want || ExitCode(err) != 125 {
+				t.Fatalf("exit %d, message\n%q\nwant exit 125 and\n%q", ExitCode(err), Message(err), want)
+			}
+			if tc.volumeErr == nil {
+				if got := fe.called("EnsureVolume"); len(got) != 0 {
+					t.Errorf("a failed mint left %q", got)
+				}
+			}
+			if got := fe.called("Run"); len(got) != 0 {
+				t.Errorf("a failed launch ran %q", got)
+			}
+			for d, m := range minters {
+				if live := m.Live(); len(live) != 0 {
+					t.Errorf("%s: doors still live after the failed launch: %+v", d, live)
 				}
 			}
 		})
