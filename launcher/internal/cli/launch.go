@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -365,10 +366,22 @@ func warnRootfulRepo(env Env, root string) {
 		return
 	}
 	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok || st.Uid == plan.BoxUID || fi.Mode().Perm()&0o002 != 0 {
+	if !ok {
 		return
 	}
-	fmt.Fprintf(env.Stderr, "claude-box: warning: podman is rootful and the box runs as uid %d, but %s is owned by uid %d: the box can read but not write it (use rootless podman, or chown the worktree)\n", plan.BoxUID, root, st.Uid)
+	if w := rootfulRepoWarning(root, st.Uid, fi.Mode().Perm()); w != "" {
+		fmt.Fprintln(env.Stderr, w)
+	}
+}
+
+// rootfulRepoWarning is the warning for a worktree root owned by uid with
+// permissions perm, under rootful podman (the box user is host uid 1000):
+// empty when the box user owns it or anyone may write it.
+func rootfulRepoWarning(root string, uid uint32, perm fs.FileMode) string {
+	if uid == plan.BoxUID || perm&0o002 != 0 {
+		return ""
+	}
+	return fmt.Sprintf("claude-box: warning: podman is rootful and the box runs as uid %d, but %s is owned by uid %d: the box can read but not write it (use rootless podman, or chown the worktree)", plan.BoxUID, root, uid)
 }
 
 // ErrNoProcessCeiling refuses a launch whose box could get no process

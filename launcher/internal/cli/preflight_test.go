@@ -2,10 +2,15 @@ package cli
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bounded-systems/claude-box/launcher/internal/plan"
 )
 
 // gitRepo is a fresh git worktree in a temp dir, its path resolved.
@@ -112,6 +117,56 @@ func TestMintBeforeCreate(t *testing.T) {
 				if live := m.Live(); len(live) != 0 {
 					t.Errorf("%s: doors still live after the failed launch: %+v", d, live)
 				}
+			}
+		})
+	}
+}
+
+func TestRootfulRepoWarning(t *testing.T) {
+	const warned = "claude-box: warning: podman is rootful and the box runs as uid 1000, but /src/site is owned by uid 501: the box can read but not write it (use rootless podman, or chown the worktree)"
+	cases := []struct {
+		name string
+		uid  uint32
+		perm fs.FileMode
+		want string
+	}{
+		{"owned by the box user", plan.BoxUID, 0o755, ""},
+		{"owned by the box user, private", plan.BoxUID, 0o700, ""},
+		{"owned by another user", 501, 0o755, warned},
+		{"writable by anyone", 501, 0o777, ""},
+		{"owned by root", 0, 0o755, strings.Replace(warned, "uid 501", "uid 0", 1)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := rootfulRepoWarning("/src/site", tc.uid, tc.perm); got != tc.want {
+				t.Fatalf("got %q, want %q", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestRootfulRepoWarned: a launch with --repo warns under rootful podman
+// when the worktree is not the box user's, and not under rootless podman,
+// where the box user is the invoking user.
+func TestRootfulRepoWarned(t *testing.T) {
+	if os.Getuid() == plan.BoxUID {
+		t.Skip("the test runs as uid 1000, the box user: a worktree it makes is the box's to write")
+	}
+	repo := gitRepo(t)
+	want := fmt.Sprintf("claude-box: warning: podman is rootful and the box runs as uid 1000, but %s is owned by uid %d: the box can read but not write it (use rootless podman, or chown the worktree)\n", repo, os.Getuid())
+	for _, rootless := range []bool{false, true} {
+		t.Run(fmt.Sprintf("rootless=%v", rootless), func(t *testing.T) {
+			fe := newFakeEngine()
+			fe.info.Rootless = rootless
+			env, _, errb := testEnv(t, t.TempDir(), nil, fe.connect)
+			if err := Run(t.Context(), []string{"work", "--repo", repo}, env); err != nil {
+				t.Fatalf("%v (stderr %q)", err, errb.String())
+			}
+			if got := strings.Contains(errb.String(), want); got == rootless {
+				t.Fatalf("stderr %q, want the warning only when rootful", errb.String())
+			}
+			if len(fe.called("Run")) != 1 {
+				t.Fatal("a warning must not stop the launch")
 			}
 		})
 	}
