@@ -66,6 +66,10 @@ func TestStartStatusStopDetached(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	real, err := filepath.EvalSymlinks(self)
+	if err != nil {
+		t.Fatal(err)
+	}
 	bin := t.TempDir()
 	for _, d := range []string{"netd", "keeperd", "scoutd"} {
 		if err := os.Symlink(self, filepath.Join(bin, d)); err != nil {
@@ -94,8 +98,13 @@ func TestStartStatusStopDetached(t *testing.T) {
 		if !st.Running || st.Version != "fake" || st.Policy != "fake policy" {
 			t.Fatalf("%s status %+v", s.Daemon, st)
 		}
-		if _, err := os.Stat(s.PidFile()); err != nil {
+		// The pid file records the program the kernel ran, for Stop to check.
+		b, err := os.ReadFile(s.PidFile())
+		if err != nil {
 			t.Fatalf("%s: no pid file: %v", s.Daemon, err)
+		}
+		if _, exe, _ := strings.Cut(string(b), "\n"); exe != real+"\n" {
+			t.Fatalf("%s: pid file %q records program %q, want %q", s.Daemon, b, exe, real)
 		}
 	}
 	// Starting again is a no-op while they answer.

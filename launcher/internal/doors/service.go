@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -162,7 +163,15 @@ func startOne(ctx context.Context, s Service, sd bool, run Runner) error {
 			return fmt.Errorf("start %s: %w", s.Daemon, err)
 		}
 		logf.Close()
-		if err := os.WriteFile(s.PidFile(), []byte(strconv.Itoa(cmd.Process.Pid)+"\n"), 0o600); err != nil {
+		// Record the program the kernel ran, so Stop can tell the daemon
+		// from whatever holds its pid later.
+		exe, err := procExe(cmd.Process.Pid)
+		if err != nil {
+			if exe, err = filepath.EvalSymlinks(bin); err != nil {
+				return fmt.Errorf("start %s: %w", s.Daemon, err)
+			}
+		}
+		if err := writePidFile(s.PidFile(), cmd.Process.Pid, exe); err != nil {
 			return err
 		}
 		_ = cmd.Process.Release()
@@ -181,31 +190,83 @@ func startOne(ctx context.Context, s Service, sd bool, run Runner) error {
 	return nil
 }
 
-// Stop stops each service.
+// Stop stops each service. A detached daemon is signalled only when its
+// pid still runs the program recorded at start; a pid file naming anything
+// else is stale: it is reported and removed, and nothing is signalled.
 func Stop(ctx context.Context, svcs []Service, run Runner, w io.Writer) error {
 	sd := HasSystemd(ctx, run)
 	var errs []error
 	for _, s := range svcs {
-		if b, err := os.ReadFile(s.PidFile()); err == nil {
-			pid, perr := strconv.Atoi(strings.TrimSpace(string(b)))
-			if perr == nil && pid > 1 {
-				if p, err := os.FindProcess(pid); err == nil {
-					_ = p.Signal(syscall.SIGTERM)
-				}
-			}
-			_ = os.Remove(s.PidFile())
-			fmt.Fprintf(w, "%s: stopped (pid %s)\n", s.Daemon, strings.TrimSpace(string(b)))
+		stopped, err := stopDetached(s, w)
+		if err != nil {
+			errs = append(errs, err)
 			continue
 		}
-		if sd {
-			if _, err := run(ctx, "systemctl", "--user", "stop", s.Unit()); err != nil {
-				errs = append(errs, err)
-				continue
-			}
-			fmt.Fprintf(w, "%s: stopped\n", s.Daemon)
+		if stopped || !sd {
+			continue
 		}
+		if _, err := run(ctx, "systemctl", "--user", "stop", s.Unit()); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		fmt.Fprintf(w, "%s: stopped\n", s.Daemon)
 	}
 	return errors.Join(errs...)
+}
+
+// writePidFile records a detached daemon: its pid, then the program it runs.
+func writePidFile(path string, pid int, exe string) error {
+	return os.WriteFile(path, []byte(strconv.Itoa(pid)+"\n"+exe+"\n"), 0o600)
+}
+
+// stopDetached stops the daemon its pid file names; it reports whether it
+// signalled one. A pid file written before the program was recorded is
+// checked against the daemon on PATH.
+func stopDetached(s Service, w io.Writer) (bool, error) {
+	b, err := os.ReadFile(s.PidFile())
+	if errors.Is(err, fs.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", s.Daemon, err)
+	}
+	line, exe, _ := strings.Cut(string(b), "\n")
+	exe = strings.TrimSuffix(exe, "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 1 {
+		return false, s.removeStale(w, fmt.Sprintf("it names no daemon pid (%q)", strings.TrimSpace(line)))
+	}
+	if exe == "" {
+		bin, err := exec.LookPath(s.Daemon)
+		if err == nil {
+			exe, err = filepath.EvalSymlinks(bin)
+		}
+		if err != nil {
+			return false, fmt.Errorf("%s: pid file %s names pid %d but not its program, and %s is not on PATH to compare: not signalled; stop it yourself and remove the pid file", s.Daemon, s.PidFile(), pid, s.Daemon)
+		}
+	}
+	err = signalChecked(pid, syscall.SIGTERM, func() error { return checkDaemon(pid, exe) })
+	var nd *notDaemonError
+	switch {
+	case err == nil:
+		_ = os.Remove(s.PidFile())
+		fmt.Fprintf(w, "%s: stopped (pid %d)\n", s.Daemon, pid)
+		return true, nil
+	case errors.Is(err, errGone):
+		return false, s.removeStale(w, fmt.Sprintf("pid %d is not running", pid))
+	case errors.As(err, &nd):
+		return false, s.removeStale(w, fmt.Sprintf("pid %d is not %s (%v), so it was not signalled", pid, s.Daemon, nd))
+	}
+	return false, fmt.Errorf("%s: pid %d was not signalled: %w", s.Daemon, pid, err)
+}
+
+// removeStale reports a stale pid file and removes it.
+func (s Service) removeStale(w io.Writer, why string) error {
+	if err := os.Remove(s.PidFile()); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("%s: remove stale pid file: %w", s.Daemon, err)
+	}
+	fmt.Fprintf(w, "%s: removed stale pid file %s: %s\n", s.Daemon, s.PidFile(), why)
+	return nil
 }
 
 // Status is one daemon's status as its control socket reports it.
