@@ -5,14 +5,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+	"time"
+
+	"github.com/bounded-systems/claude-box/guestroom/door"
 )
 
 func TestInitWritesUnitsForInstalledDaemons(t *testing.T) {
@@ -192,5 +197,192 @@ func TestStopSignalsOnlyTheDaemon(t *testing.T) {
 				t.Errorf("the process at pid %d died of %v, want %v", pid, got, c.signal)
 			}
 		})
+	}
+}
+
+// userManager is a systemd user manager that answers systemctl as a real
+// one would for claude-box's units: `start` serves the unit's control
+// socket, `stop` ends it. It records every call.
+type userManager struct {
+	t        *testing.T
+	degraded bool
+	svcs     []Service
+	mu       sync.Mutex
+	calls    []string
+	running  map[string]func()
+}
+
+func (f *userManager) run(_ context.Context, name string, args ...string) ([]byte, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	call := strings.Join(append([]string{name}, args...), " ")
+	f.calls = append(f.calls, call)
+	if name != "systemctl" || len(args) < 2 || args[0] != "--user" {
+		return nil, fmt.Errorf("fake systemd: unexpected %s", call)
+	}
+	switch args[1] {
+	case "is-system-running":
+		if f.degraded {
+			return []byte("degraded\n"), errors.New("exit status 1")
+		}
+		return []byte("running\n"), nil
+	case "show-environment":
+		return []byte("HOME=/home/u\n"), nil
+	case "daemon-reload":
+		return nil, nil
+	case "start", "stop":
+		for _, s := range f.svcs {
+			if len(args) != 3 || args[2] != s.Unit() {
+				continue
+			}
+			if args[1] == "start" && f.running[s.Daemon] == nil {
+				f.running[s.Daemon] = serveControl(f.t, s.Daemon, s.Socket)
+			}
+			if args[1] == "stop" && f.running[s.Daemon] != nil {
+				f.running[s.Daemon]()
+				delete(f.running, s.Daemon)
+			}
+			return nil, nil
+		}
+	}
+	return nil, fmt.Errorf("fake systemd: unexpected %s", call)
+}
+
+func (f *userManager) took() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c := f.calls
+	f.calls = nil
+	return c
+}
+
+// serveControl serves a real control socket for daemon at sock until the
+// returned stop is called (or the test ends).
+func serveControl(t *testing.T, daemon, sock string) (stop func()) {
+	t.Helper()
+	name := strings.TrimSuffix(daemon, "d")
+	m, err := door.NewMinter(door.MinterConfig{Door: name, Version: "unit", Dir: sock + ".doors"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := door.NewServer(door.Config{Door: name, Authorize: door.SameUser()})
+	m.RegisterControl(srv.GRPC())
+	l, err := door.Listen(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			srv.Stop(ctx)
+			m.Close(ctx)
+		})
+	}
+	t.Cleanup(stop)
+	return stop
+}
+
+// TestStartStopThroughSystemd: with a systemd user manager (running or
+// degraded), Start reloads the units and starts each one, and waits for its
+// control socket; Stop stops each unit; a missing unit says to run
+// `claude-box doors init` and starts nothing for it.
+func TestStartStopThroughSystemd(t *testing.T) {
+	for _, degraded := range []bool{false, true} {
+		name := "running"
+		probe := []string{"systemctl --user is-system-running"}
+		if degraded {
+			name = "degraded"
+			probe = append(probe, "systemctl --user show-environment")
+		}
+		t.Run(name, func(t *testing.T) {
+			home := shortDir(t, "cbs-")
+			svc := func(d string) Service {
+				return Service{Daemon: d, Socket: filepath.Join(home, "run", d+".sock"), Home: home, ConfigHome: filepath.Join(home, "cfg")}
+			}
+			netd, keeperd := svc("netd"), svc("keeperd")
+			svcs := []Service{netd, keeperd}
+			f := &userManager{t: t, degraded: degraded, svcs: svcs, running: map[string]func(){}}
+			ctx := context.Background()
+			var out bytes.Buffer
+
+			// keeperd has no unit yet.
+			if err := os.MkdirAll(filepath.Dir(netd.UnitPath()), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(netd.UnitPath(), []byte(netd.UnitText("/bin/netd")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			err := Start(ctx, svcs, f.run, &out)
+			want := "keeperd: no unit at " + keeperd.UnitPath() + "; run `claude-box doors init` first"
+			if err == nil || err.Error() != want {
+				t.Fatalf("start without keeperd's unit: %v, want %q", err, want)
+			}
+			if got, want := f.took(), append(slices.Clone(probe), "systemctl --user daemon-reload", "systemctl --user start claude-box-netd.service"); !slices.Equal(got, want) {
+				t.Fatalf("calls %q, want %q", got, want)
+			}
+			if got, want := out.String(), "netd: running, control socket "+netd.Socket+"\n"; got != want {
+				t.Fatalf("reported %q, want %q", got, want)
+			}
+
+			if err := os.WriteFile(keeperd.UnitPath(), []byte(keeperd.UnitText("/bin/keeperd")), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			out.Reset()
+			if err := Start(ctx, svcs, f.run, &out); err != nil {
+				t.Fatal(err)
+			}
+			// netd answers already: only keeperd is started.
+			if got, want := f.took(), append(slices.Clone(probe), "systemctl --user daemon-reload", "systemctl --user start claude-box-keeperd.service"); !slices.Equal(got, want) {
+				t.Fatalf("calls %q, want %q", got, want)
+			}
+			for _, s := range svcs {
+				if st := GetStatus(ctx, s); !st.Running || st.Version != "unit" {
+					t.Fatalf("%s: %+v", s.Daemon, st)
+				}
+				if _, err := os.Stat(s.PidFile()); !errors.Is(err, fs.ErrNotExist) {
+					t.Fatalf("%s: a systemd unit left a pid file: %v", s.Daemon, err)
+				}
+			}
+
+			out.Reset()
+			if err := Stop(ctx, svcs, f.run, &out); err != nil {
+				t.Fatal(err)
+			}
+			if got, want := f.took(), append(slices.Clone(probe), "systemctl --user stop claude-box-netd.service", "systemctl --user stop claude-box-keeperd.service"); !slices.Equal(got, want) {
+				t.Fatalf("calls %q, want %q", got, want)
+			}
+			if got, want := out.String(), "netd: stopped\nkeeperd: stopped\n"; got != want {
+				t.Fatalf("reported %q, want %q", got, want)
+			}
+			for _, s := range svcs {
+				if door.Answers(s.Socket) {
+					t.Fatalf("%s answers after stop", s.Daemon)
+				}
+			}
+		})
+	}
+}
+
+// TestStartStopsWhenTheReloadFails: a systemd that cannot reload its units
+// starts nothing.
+func TestStartStopsWhenTheReloadFails(t *testing.T) {
+	var calls []string
+	run := func(_ context.Context, name string, args ...string) ([]byte, error) {
+		calls = append(calls, strings.Join(append([]string{name}, args...), " "))
+		if slices.Contains(args, "daemon-reload") {
+			return nil, errors.New("systemctl --user daemon-reload: exit status 1")
+		}
+		return nil, nil
+	}
+	home := t.TempDir()
+	err := Start(context.Background(), []Service{{Daemon: "netd", Socket: filepath.Join(home, "netd.sock"), Home: home, ConfigHome: home}}, run, io.Discard)
+	if err == nil || err.Error() != "systemctl --user daemon-reload: exit status 1" {
+		t.Fatalf("got %v", err)
+	}
+	if want := []string{"systemctl --user is-system-running", "systemctl --user daemon-reload"}; !slices.Equal(calls, want) {
+		t.Fatalf("calls %q, want %q", calls, want)
 	}
 }
