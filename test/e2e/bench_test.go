@@ -2,35 +2,32 @@ package e2e
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 	"time"
 )
 
 // BenchmarkLaunch measures launch-to-exit of a trivial command through
-// claude-box against `podman run` with the same floor (user, capabilities,
-// no-new-privileges, pids limit, read-only root, the launcher's seccomp
-// profile, the account volume, no network) on the same service and image, in
+// claude-box against `podman run` of the very box the launcher plans (its
+// `--dry-run` spec translated flag for flag: user, capabilities,
+// no-new-privileges, the launcher's seccomp profile, pids limit, rlimits,
+// read-only root, tmpfs, the account volume, environment, labels, no
+// network, and the image's entrypoint claude-box-entry, which checks the
+// floor before it execs the fake claude) on the same service and image, in
 // one run; and claude-box with every door minted (--room dev), interleaved,
-// 8 launches of each per iteration. It reports the
-// ratios: the issue's targets are claude-box/podman ≤ 1.15 with no doors, and
-// minting three doors adding under 50 ms.
+// 8 launches of each per iteration. It reports the ratios: the issue's
+// targets are claude-box/podman ≤ 1.15 with no doors, and minting three doors
+// adding under 50 ms.
 func BenchmarkLaunch(b *testing.B) {
 	w := newWorld(b)
 	w.startScoutd(b, nil, "")
 	w.startNetd(b, nil)
 	repo := newKeeperRepo(b, w)
 	w.startKeeperd(b, repo)
-	// One launch to create the account volume and write the seccomp profile.
+	// One launch to create the account volume.
 	w.ok(b, "e2e-bench", "--", "true")
-	profiles, _ := filepath.Glob(filepath.Join(w.home, ".claude-box", "seccomp", "*.json"))
-	if len(profiles) != 1 {
-		b.Fatalf("want the launcher's seccomp profile under HOME, found %v", profiles)
-	}
-	podmanArgs := []string{"run", "--rm", "--network=none", "--user=1000:1000", "--cap-drop=all",
-		"--security-opt=no-new-privileges", "--security-opt=seccomp=" + profiles[0], "--pids-limit=1024",
-		"--read-only", "-v", "claude-e2e-bench-config:/home/claude/.config/claude",
-		"--entrypoint=/usr/local/bin/claude", w.s.image.ID, "true"}
+	peer := w.plan(b, "e2e-bench", "--", "true")
+	peer.Name = ""
+	podmanArgs := peer.podmanRun(b, "--rm")
 
 	// Interleaved, so that load from elsewhere on the machine falls on all
 	// three alike.
