@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/json"
 	"errors"
 	"net/url"
 	"strings"
@@ -174,5 +175,44 @@ func TestRlimitCeiling(t *testing.T) {
 		if !errors.Is(err, ErrNoProcessCeiling) || !strings.Contains(err.Error(), c.refused) || !errors.As(err, &he) || he.Hint == "" {
 			t.Errorf("%s %s: %v, want ErrNoProcessCeiling naming %q with a hint", c.cgroups, c.kernel, err, c.refused)
 		}
+	}
+}
+
+// TestDryRunNamesUnsafeEscapes: --net-open and --repo-rw are recorded in
+// the manifest the box would be told.
+func TestDryRunNamesUnsafeEscapes(t *testing.T) {
+	repo := gitRepo(t)
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"none", []string{"--repo", repo}, ""},
+		{"--net-open", []string{"--net-open"}, "net-open"},
+		{"--repo-rw", []string{"--repo", repo, "--repo-rw"}, "repo-rw"},
+		{"both", []string{"--net-open", "--repo", repo, "--repo-rw"}, "net-open,repo-rw"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			fe := newFakeEngine()
+			env, out, errb := testEnv(t, t.TempDir(), nil, fe.connect)
+			if err := Run(t.Context(), append([]string{"--dry-run"}, tc.args...), env); err != nil {
+				t.Fatalf("%v (stderr %q)", err, errb.String())
+			}
+			var dry struct {
+				Manifest struct {
+					Extra map[string]string `json:"extra"`
+				} `json:"manifest"`
+			}
+			if err := json.Unmarshal([]byte(out.String()), &dry); err != nil {
+				t.Fatal(err)
+			}
+			if got := dry.Manifest.Extra[plan.ExtraUnsafe]; got != tc.want {
+				t.Fatalf("manifest extra.%s = %q, want %q", plan.ExtraUnsafe, got, tc.want)
+			}
+			if calls := fe.recorded(); len(calls) != 0 {
+				t.Fatalf("a dry run made %q", calls)
+			}
+		})
 	}
 }

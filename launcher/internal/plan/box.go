@@ -153,6 +153,31 @@ var ErrBadPlan = errors.New("cannot plan launch")
 // Boundary says what confines the box, as the manifest states it.
 const Boundary = "podman container, uid 1000, all capabilities dropped, no-new-privileges, seccomp, pids limit, read-only root"
 
+// The unsafe escapes a launch can use, as the manifest names them.
+const (
+	// UnsafeNetOpen is --net-open: podman's ambient network.
+	UnsafeNetOpen = "net-open"
+	// UnsafeRepoRW is --repo-rw: the repository's .git mounted read-write.
+	UnsafeRepoRW = "repo-rw"
+)
+
+// ExtraUnsafe is the manifest's extra key that lists, comma-separated, the
+// unsafe escapes the launch uses; it is absent when it uses none.
+const ExtraUnsafe = "unsafe"
+
+// unsafeEscapes names the unsafe escapes of a request, in a fixed order,
+// from what the box gets: the open network, and a .git mounted writable.
+func unsafeEscapes(r Request) []string {
+	var out []string
+	if r.NetOpen {
+		out = append(out, UnsafeNetOpen)
+	}
+	if r.Repo != nil && slices.ContainsFunc(r.Repo.Mounts, func(m Mount) bool { return m.Dest == Workdir+"/.git" && !m.ReadOnly }) {
+		out = append(out, UnsafeRepoRW)
+	}
+	return out
+}
+
 // Build plans one launch.
 func Build(r Request) (Plan, error) {
 	if err := ValidateAccount(r.Account); err != nil {
@@ -174,10 +199,13 @@ func Build(r Request) (Plan, error) {
 		suppress = append(suppress, DoorNet)
 	}
 	denied := slices.DeleteFunc(slices.Clone(r.Denied), func(d guestroom.Door) bool { return slices.Contains(suppress, d.Name) })
+	extra := map[string]string{"launch": r.LaunchID, "image": r.ImageDigest}
+	if u := unsafeEscapes(r); len(u) > 0 {
+		extra[ExtraUnsafe] = strings.Join(u, ",")
+	}
 	launch := guestroom.Launch{
 		Account: r.Account, Network: string(posture.Network), Boundary: Boundary, Repo: repo,
-		Granted: r.Grants, Denied: denied,
-		Extra: map[string]string{"launch": r.LaunchID, "image": r.ImageDigest},
+		Granted: r.Grants, Denied: denied, Extra: extra,
 	}
 	manifest, err := launch.ManifestJSON()
 	if err != nil {

@@ -408,3 +408,51 @@ func TestMountOrderInBox(t *testing.T) {
 		}
 	}
 }
+
+// TestManifestNamesUnsafeEscapes: the manifest the box is told lists each
+// unsafe escape the launch uses, from what the box gets, and nothing when
+// it uses none.
+func TestManifestNamesUnsafeEscapes(t *testing.T) {
+	dir := t.TempDir()
+	git(t, dir, "init", "-q")
+	repo := func(rw bool) *RepoPlan {
+		rp, err := PlanRepo(RepoRequest{Path: dir, RW: rw})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &rp
+	}
+	cases := []struct {
+		name    string
+		netOpen bool
+		repo    *RepoPlan
+		want    string // "" means no unsafe entry
+	}{
+		{"no repo, no network", false, nil, ""},
+		{"read-only .git", false, repo(false), ""},
+		{"--net-open", true, nil, "net-open"},
+		{"--repo-rw", false, repo(true), "repo-rw"},
+		{"both", true, repo(true), "net-open,repo-rw"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			req := baseRequest(nil)
+			req.NetOpen, req.Repo = tc.netOpen, tc.repo
+			p, err := Build(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := guestroom.ParseManifest(p.Manifest)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, ok := m.Extra[ExtraUnsafe]
+			if got != tc.want || ok != (tc.want != "") {
+				t.Fatalf("extra.%s = %q (present %v), want %q", ExtraUnsafe, got, ok, tc.want)
+			}
+			if p.Box.Env[EnvCapabilities] != compact(p.Manifest) {
+				t.Fatal("the box is told another manifest than the one planned")
+			}
+		})
+	}
+}
