@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"encoding/json"
 	"maps"
 	"slices"
@@ -54,12 +55,19 @@ func (w *world) plan(t testing.TB, account string, args ...string) plannedBox {
 	t.Helper()
 	r := w.ok(t, append([]string{account, "--dry-run"}, args...)...)
 	var out struct {
-		Box plannedBox `json:"box"`
+		Box json.RawMessage `json:"box"`
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
 		t.Fatalf("parse the dry run's plan: %v\n%s", err, r)
 	}
-	b := out.Box
+	// A field the launcher adds to its box must be added here too (and to
+	// podmanRun), or the tests that copy the box would silently drop it.
+	var b plannedBox
+	dec := json.NewDecoder(bytes.NewReader(out.Box))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&b); err != nil {
+		t.Fatalf("parse the dry run's box (a new plan.Box field needs plannedBox and podmanRun to carry it): %v\n%s", err, r)
+	}
 	if b.Image == "" || b.User == "" || b.SeccompProfile == "" || len(b.Command) == 0 {
 		t.Fatalf("the dry run planned an incomplete box: %+v\n%s", b, r)
 	}
