@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -129,6 +130,92 @@ func TestSpecGolden(t *testing.T) {
 			}
 			if string(got) != string(want) {
 				t.Fatalf("spec differs from %s (go test -update to accept):\n%s", path, got)
+			}
+		})
+	}
+}
+
+// proxyKeys are the proxy variables of a policed box.
+var proxyKeys = []string{"HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy", "NO_PROXY", "no_proxy"}
+
+// TestPostureReachesSpec: for every network posture a launch can ask for,
+// what podman is told is what the manifest in the box says. The box has no
+// network namespace but lo exactly when the manifest says "none" or
+// "policed", and podman's default network when it says "open"; the proxy
+// environment points at the in-box relay exactly when the net door is
+// granted, and is otherwise absent.
+func TestPostureReachesSpec(t *testing.T) {
+	door := func(names ...string) []guestroom.DoorSpec {
+		var out []guestroom.DoorSpec
+		for _, n := range names {
+			out = append(out, guestroom.DoorSpec{Name: n})
+		}
+		return out
+	}
+	cases := []struct {
+		name string
+		launch
+		network plan.Network
+		// proxy: the net door is granted, so the relay's proxy env is set.
+		proxy bool
+	}{
+		{name: "no doors", network: plan.NetworkNone},
+		{name: "a door that is not net", launch: launch{specs: door("scout")}, network: plan.NetworkNone},
+		{name: "keeper and scout", launch: launch{specs: door("keeper", "scout")}, network: plan.NetworkNone},
+		{name: "a generic door", launch: launch{specs: []guestroom.DoorSpec{{Name: "vault", HostSocket: "/home/u/vault/control.sock"}}}, network: plan.NetworkNone},
+		{name: "the net door", launch: launch{specs: door("net")}, network: plan.NetworkPoliced, proxy: true},
+		{name: "the dev room", launch: launch{rooms: []string{"dev"}}, network: plan.NetworkPoliced, proxy: true},
+		{name: "net-open", launch: launch{open: true}, network: plan.NetworkOpen},
+		{name: "scout and net-open", launch: launch{specs: door("scout"), open: true}, network: plan.NetworkOpen},
+		// The open network and the net door: proxy-aware tools still go
+		// through netd, everything else goes straight out.
+		{name: "the net door and net-open", launch: launch{specs: door("net"), open: true}, network: plan.NetworkOpen, proxy: true},
+		{name: "the dev room and net-open", launch: launch{rooms: []string{"dev"}, open: true}, network: plan.NetworkOpen, proxy: true},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			s := c.spec(t)
+			var m guestroom.Manifest
+			if err := json.Unmarshal([]byte(s.Env[plan.EnvCapabilities]), &m); err != nil {
+				t.Fatalf("the box's manifest: %v", err)
+			}
+			if plan.Network(m.Network) != c.network {
+				t.Fatalf("manifest network %q, want %q", m.Network, c.network)
+			}
+			// What podman is told, from the manifest alone.
+			switch plan.Network(m.Network) {
+			case plan.NetworkNone, plan.NetworkPoliced:
+				if s.NetNS != (specgen.Namespace{NSMode: specgen.NoNetwork}) {
+					t.Errorf("manifest says %q, podman gets netns %+v, want %q", m.Network, s.NetNS, specgen.NoNetwork)
+				}
+			case plan.NetworkOpen:
+				if s.NetNS != (specgen.Namespace{}) || len(s.Networks) != 0 {
+					t.Errorf("manifest says open, podman gets netns %+v and networks %v, want its default network", s.NetNS, s.Networks)
+				}
+			default:
+				t.Fatalf("manifest network %q is no posture", m.Network)
+			}
+			netDoor := false
+			for _, d := range m.Doors {
+				netDoor = netDoor || d.Name == plan.DoorNet
+			}
+			if netDoor != c.proxy {
+				t.Fatalf("manifest grants the net door: %v, want %v", netDoor, c.proxy)
+			}
+			want := map[string]string{}
+			if c.proxy {
+				want = plan.ProxyEnv()
+			}
+			for _, k := range proxyKeys {
+				got, ok := s.Env[k]
+				if w, wok := want[k]; ok != wok || got != w {
+					t.Errorf("%s = %q (set %v), want %q (set %v)", k, got, ok, w, wok)
+				}
+			}
+			// The net door's socket reaches the box exactly when it is granted.
+			mounted := slices.ContainsFunc(s.Mounts, func(mt spec.Mount) bool { return mt.Destination == plan.NetSocket })
+			if mounted != c.proxy {
+				t.Errorf("net door mounted: %v, want %v", mounted, c.proxy)
 			}
 		})
 	}
