@@ -46,14 +46,19 @@ func Connector(ctx context.Context, getenv func(string) string) (engine.Engine, 
 // Candidates lists the podman API sockets to try, in order: CONTAINER_HOST,
 // the rootless user socket, then the rootful system socket.
 func Candidates(getenv func(string) string) []string {
+	return candidates(getenv, os.Getuid())
+}
+
+// candidates is Candidates for a user uid.
+func candidates(getenv func(string) string, uid int) []string {
 	if h := getenv("CONTAINER_HOST"); h != "" {
 		return []string{h}
 	}
 	var out []string
 	if x := getenv("XDG_RUNTIME_DIR"); x != "" {
 		out = append(out, "unix://"+filepath.Join(x, "podman", "podman.sock"))
-	} else if os.Getuid() != 0 {
-		out = append(out, fmt.Sprintf("unix:///run/user/%d/podman/podman.sock", os.Getuid()))
+	} else if uid != 0 {
+		out = append(out, fmt.Sprintf("unix:///run/user/%d/podman/podman.sock", uid))
 	}
 	return append(out, "unix:///run/podman/podman.sock")
 }
@@ -71,9 +76,14 @@ func (c *Client) URI() string { return c.uri }
 // Connect connects to the first candidate socket that answers. The error
 // names every socket tried and how to start one.
 func Connect(ctx context.Context, getenv func(string) string) (*Client, error) {
+	return connect(ctx, getenv, Candidates(getenv))
+}
+
+// connect connects to the first of uris that answers.
+func connect(ctx context.Context, getenv func(string) string, uris []string) (*Client, error) {
 	var tried []string
 	var last error
-	for _, uri := range Candidates(getenv) {
+	for _, uri := range uris {
 		u, err := url.Parse(uri)
 		if err != nil {
 			return nil, fmt.Errorf("%w: CONTAINER_HOST %q: %w", ErrUnreachable, uri, err)
