@@ -3,6 +3,7 @@ package podman_test
 import (
 	"context"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -51,6 +52,11 @@ func BenchmarkLaunch(b *testing.B) {
 	for _, d := range [][2]string{{"net", "netd"}, {"keeper", "keeperd"}, {"scout", "scoutd"}} {
 		startDoor(b, run, d[0], d[1])
 	}
+	// The keeper door of --room dev commits to a worktree the launch names.
+	repo := filepath.Join(dir, "repo")
+	if out, err := exec.Command("git", "init", "-q", repo).CombinedOutput(); err != nil {
+		b.Skipf("BenchmarkLaunch needs git for --room dev's worktree: %v: %s", err, out)
+	}
 	if _, err := w.podman("volume", "create", "claude-bench-config"); err != nil {
 		b.Log("volume exists")
 	}
@@ -75,7 +81,7 @@ func BenchmarkLaunch(b *testing.B) {
 			b.Fatalf("claude-box: %d %s %s", code, out, errOut)
 		}
 		t2 := time.Now()
-		if out, errOut, code := w.launchEnv(b, map[string]string{"CLAUDE_BOX_RUN_DIR": run}, "bench", "--room", "dev", "--", "true"); code != 0 {
+		if out, errOut, code := w.launchEnv(b, map[string]string{"CLAUDE_BOX_RUN_DIR": run}, "bench", "--room", "dev", "--repo", repo, "--", "true"); code != 0 {
 			b.Fatalf("claude-box --room dev: %d %s %s", code, out, errOut)
 		}
 		t3 := time.Now()
