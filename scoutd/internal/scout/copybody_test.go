@@ -45,6 +45,70 @@ func TestCopyBody(t *testing.T) {
 	}
 }
 
+// A failed write stops the copy: the reader is not drained to its end (a
+// box that went away does not keep scoutd downloading), and every write
+// comes in order, one at a time.
+func TestCopyBodyStopsReadingAtAFailedWrite(t *testing.T) {
+	boom := errors.New("boom")
+	src := &endless{}
+	w := &orderedWriter{t: t, failAt: 3, err: boom}
+	n, _, err := copyBody(w, src)
+	if !errors.Is(err, boom) {
+		t.Fatalf("err = %v, want the writer's", err)
+	}
+	if _, ok := err.(*errSink); !ok {
+		t.Fatalf("err is %T, want *errSink", err)
+	}
+	if n != w.ok {
+		t.Fatalf("n = %d, want the %d bytes written before the failure", n, w.ok)
+	}
+	if max := int64(copyBuffers+w.failAt+1) * copyChunk; src.n > max {
+		t.Fatalf("read %d bytes after the writer failed, want at most %d", src.n, max)
+	}
+}
+
+// endless is an upstream that never ends; its bytes count up.
+type endless struct{ n int64 }
+
+func (e *endless) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = byte(e.n + int64(i))
+	}
+	e.n += int64(len(p))
+	return len(p), nil
+}
+
+// orderedWriter checks that the bytes it gets are endless's, in order, from
+// one write at a time, and fails its failAt'th write.
+type orderedWriter struct {
+	t      *testing.T
+	failAt int
+	err    error
+	calls  int
+	ok     int64
+	busy   bool
+}
+
+func (w *orderedWriter) Write(p []byte) (int, error) {
+	if w.busy {
+		w.t.Error("two writes at once")
+	}
+	w.busy = true
+	defer func() { w.busy = false }()
+	w.calls++
+	if w.calls == w.failAt {
+		return 0, w.err
+	}
+	for i, b := range p {
+		if b != byte(w.ok+int64(i)) {
+			w.t.Errorf("byte %d out of order", w.ok+int64(i))
+			break
+		}
+	}
+	w.ok += int64(len(p))
+	return len(p), nil
+}
+
 type failWriter struct{ err error }
 
 func (f failWriter) Write([]byte) (int, error) { return 0, f.err }

@@ -144,53 +144,96 @@ func badEncoding(err error) *Error {
 const (
 	copyChunk   = 256 << 10
 	copyFill    = 128 << 10 // a read stops filling a buffer past this
-	copyBuffers = 4
+	copyBuffers = 6
 )
 
 // copyBody copies r to w like io.Copy and returns the size and the hex
 // sha256 of what it copied, telling writer failures (errSink) from reader
-// failures. The digest is computed beside the copy, on another goroutine,
-// so that on a machine of a few cores hashing overlaps reading and
-// writing instead of adding to them.
+// failures. Reading, hashing and writing are three stages on their own
+// goroutines, a buffer passing from one to the next (read → hash → write
+// → free), so on a machine of a few cores the upstream read, the digest
+// and the write to the box overlap instead of adding up: a reader that
+// had to wait for each write to drain would stall the upstream as well.
+// w sees its writes in order, from one goroutine, and copyBody returns
+// only after the last one.
 func copyBody(w io.Writer, r io.Reader) (int64, string, error) {
 	free := make(chan []byte, copyBuffers)
 	for range copyBuffers {
 		free <- make([]byte, copyChunk)
 	}
 	toHash := make(chan []byte, copyBuffers)
+	toWrite := make(chan []byte, copyBuffers)
 	hashed := make(chan string, 1)
 	go func() {
 		h := sha256.New()
 		for b := range toHash {
 			_, _ = h.Write(b)
-			free <- b[:cap(b)]
+			toWrite <- b
 		}
+		close(toWrite)
 		hashed <- hex.EncodeToString(h.Sum(nil))
 	}()
-	finish := func() string {
+	// The writer stage: after a failed write it only returns buffers, and
+	// failed tells the reader to stop.
+	var (
+		n    int64
+		werr error
+	)
+	failed := make(chan struct{})
+	written := make(chan struct{})
+	go func() {
+		defer close(written)
+		for b := range toWrite {
+			if werr == nil {
+				if _, err := w.Write(b); err != nil {
+					werr = err
+					close(failed)
+				} else {
+					n += int64(len(b))
+				}
+			}
+			free <- b[:cap(b)]
+		}
+	}()
+	// finish drains the stages; the writer's failure comes first in the
+	// body's order, so it wins over the reader's.
+	finish := func(rerr error) (int64, string, error) {
 		close(toHash)
-		return <-hashed
+		sum := <-hashed
+		<-written
+		switch {
+		case werr != nil:
+			return n, "", &errSink{werr}
+		case rerr != nil:
+			return n, "", rerr
+		}
+		return n, sum, nil
 	}
-	var n int64
 	for {
-		buf := <-free
+		// A failed write stops the reading at once, whether or not a free
+		// buffer is waiting too.
+		select {
+		case <-failed:
+			return finish(nil)
+		default:
+		}
+		var buf []byte
+		select {
+		case buf = <-free:
+		case <-failed:
+			return finish(nil)
+		}
 		k, rerr := fill(r, buf)
 		if k > 0 {
 			toHash <- buf[:k]
-			if _, err := w.Write(buf[:k]); err != nil {
-				finish()
-				return n, "", &errSink{err}
-			}
-			n += int64(k)
 		} else {
 			free <- buf
 		}
 		if rerr == io.EOF {
-			return n, finish(), nil
+			return finish(nil)
 		}
 		if rerr != nil {
-			finish()
-			return n, "", rerr
+			return finish(rerr)
 		}
 	}
 }
