@@ -155,22 +155,29 @@ func (s *Server) Raw(ctx context.Context, line string, conn net.Conn) {
 }
 
 // rawWriter frames a fetch for the raw protocol: a head line, body frames
-// of up to wire.MaxFrame bytes (collected in one buffer whose first bytes
-// are the frame header, so each frame is one write), a zero-length frame
-// and an end line.
+// of up to wire.MaxFrame bytes, a zero-length frame and an end line. A
+// frame is written straight from the caller's buffer, its length prefix
+// beside it (net.Buffers: one writev where the connection has it), so the
+// body is never copied on its way to the socket.
 type rawWriter struct {
 	conn     net.Conn
 	idle     time.Duration
-	buf      []byte
+	hdr      [wire.FrameHeader]byte
 	headSent bool
 }
 
-// write writes p, failing when the client takes no bytes for the idle
-// ceiling (a box that stops reading does not hold its slot forever).
-func (w *rawWriter) write(p []byte) error {
+// deadline arms the idle ceiling for the next write: a client that takes
+// no bytes for that long fails the write (a box that stops reading does
+// not hold its slot forever).
+func (w *rawWriter) deadline() {
 	if w.idle > 0 {
 		_ = w.conn.SetWriteDeadline(time.Now().Add(w.idle))
 	}
+}
+
+// write writes p under the idle ceiling.
+func (w *rawWriter) write(p []byte) error {
+	w.deadline()
 	_, err := w.conn.Write(p)
 	return err
 }
@@ -187,36 +194,24 @@ func (w *rawWriter) WriteHead(h scout.Head) error {
 		return err
 	}
 	w.headSent = true
-	w.buf = make([]byte, wire.FrameHeader, wire.FrameHeader+wire.MaxFrame)
 	return w.write(line)
 }
 
+// Write sends p as frames of at most wire.MaxFrame bytes. It returns only
+// when every frame was written, so the caller may reuse p.
 func (w *rawWriter) Write(p []byte) (int, error) {
 	n := len(p)
 	for len(p) > 0 {
-		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
-		w.buf = w.buf[:len(w.buf)+k]
-		p = p[k:]
-		if len(w.buf) == cap(w.buf) {
-			if err := w.flush(); err != nil {
-				return 0, err
-			}
+		k := min(len(p), wire.MaxFrame)
+		wire.PutFrameHeader(w.hdr[:], k)
+		w.deadline()
+		bufs := net.Buffers{w.hdr[:], p[:k]}
+		if _, err := bufs.WriteTo(w.conn); err != nil {
+			return 0, err
 		}
+		p = p[k:]
 	}
 	return n, nil
-}
-
-func (w *rawWriter) flush() error {
-	n := len(w.buf) - wire.FrameHeader
-	if n == 0 {
-		return nil
-	}
-	wire.PutFrameHeader(w.buf, n)
-	if err := w.write(w.buf); err != nil {
-		return err
-	}
-	w.buf = w.buf[:wire.FrameHeader]
-	return nil
 }
 
 // end writes the zero-length frame and the end line.
@@ -229,15 +224,11 @@ func (w *rawWriter) end(e wire.End) error {
 }
 
 func (w *rawWriter) finish(d scout.Digest) error {
-	if err := w.flush(); err != nil {
-		return err
-	}
 	return w.end(wire.End{Size: d.Size, SHA256: d.SHA256})
 }
 
 // fail tells the client why the fetch failed: as the head when no head was
-// sent, else after the body frames sent so far (the buffered rest is
-// dropped), as the end line. describe is the gRPC path's mapping.
+// sent, else after the body frames sent so far, as the end line. describe is the gRPC path's mapping.
 func (w *rawWriter) fail(ctx context.Context, err error) {
 	code, msg, reason := describe(ctx, err)
 	we := &wire.Error{Code: wire.CodeName(code), Reason: reason, Message: msg}
