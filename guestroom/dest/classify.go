@@ -97,15 +97,17 @@ var (
 
 // Embedded returns the IPv4 address(es) an IPv6 address embeds, by the
 // well-known embeddings: IPv4-mapped and -translated, IPv4-compatible,
-// NAT64 (64:ff9b::/96), 6to4 (2002::/16) and Teredo (2001::/32; both the
-// server and the de-obfuscated client address). It returns nil when a is
-// not one of these.
+// NAT64 (64:ff9b::/96), 6to4 (2002::/16), Teredo (2001::/32; both the
+// server and the de-obfuscated client address) and ISATAP (the interface
+// identifier 0000:5efe or 0200:5efe followed by the IPv4 address, under any
+// prefix). It returns nil when a is none of these.
 func Embedded(a netip.Addr) []netip.Addr {
 	if !a.Is6() {
 		return nil
 	}
 	b := a.As16()
 	last4 := netip.AddrFrom4([4]byte{b[12], b[13], b[14], b[15]})
+	var emb []netip.Addr
 	switch {
 	case pfxMapped.Contains(a), pfxTranslated.Contains(a), pfxNAT64.Contains(a):
 		return []netip.Addr{last4}
@@ -115,19 +117,31 @@ func Embedded(a netip.Addr) []netip.Addr {
 		}
 		return []netip.Addr{last4}
 	case pfx6to4.Contains(a):
-		return []netip.Addr{netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})}
+		emb = []netip.Addr{netip.AddrFrom4([4]byte{b[2], b[3], b[4], b[5]})}
 	case pfxTeredo.Contains(a):
 		server := netip.AddrFrom4([4]byte{b[4], b[5], b[6], b[7]})
 		client := netip.AddrFrom4([4]byte{^b[12], ^b[13], ^b[14], ^b[15]})
-		return []netip.Addr{server, client}
+		emb = []netip.Addr{server, client}
 	}
-	return nil
+	if isISATAP(b) {
+		emb = append(emb, last4)
+	}
+	return emb
+}
+
+// isISATAP reports whether b has an ISATAP interface identifier (RFC 5214):
+// 00-00-5E-FE, with the universal/local and group bits either way, then
+// an IPv4 address. A host with an ISATAP interface sends such an address
+// to that IPv4 address, whatever the prefix.
+func isISATAP(b [16]byte) bool {
+	return b[8]&^0x03 == 0 && b[9] == 0 && b[10] == 0x5e && b[11] == 0xfe
 }
 
 // Classify returns the class of a, and a short explanation when a is an
 // IPv6 form that embeds an IPv4 address. An embedding takes the class of
 // the least public address it embeds; the deprecated IPv4-compatible form
-// and the local-use NAT64 prefix are never public.
+// and the local-use NAT64 prefix are never public, and an ISATAP address
+// keeps the class of its prefix when that is not public.
 func Classify(a netip.Addr) (Class, string) {
 	if !a.IsValid() {
 		return ClassInvalid, ""
@@ -146,6 +160,11 @@ func Classify(a netip.Addr) (Class, string) {
 	}
 	if emb := Embedded(a); emb != nil {
 		worst := ClassPublic
+		if isISATAP(a.As16()) {
+			// The interface identifier sits under an ordinary prefix
+			// (link-local, documentation, ...), which keeps its class.
+			worst = classify6(a)
+		}
 		var parts []string
 		for _, e := range emb {
 			c := classify4(e)

@@ -19,7 +19,7 @@ func testPolicy(t *testing.T) (Allowlist, *Dialer) {
 		"priv.example.net, mixed.example.net, meta.example.net, v6.example.net, mapped.example.net, " +
 		"nat64.example.net, sixtofour.example.net, teredo.example.net, cgnat.example.net, " +
 		"lo.example.net, ula.example.net, bench.example.net, nx.example.net, empty.example.net, " +
-		"zero.example.net, multi.example.net, doc.example.net, allowedpriv.example.net, under_score.example.net")
+		"zero.example.net, multi.example.net, doc.example.net, allowedpriv.example.net, under_score.example.net, isatap.example.net")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,6 +44,7 @@ func testPolicy(t *testing.T) (Allowlist, *Dialer) {
 		"doc.example.net=192.0.2.1",
 		"allowedpriv.example.net=172.20.0.5",
 		"under_score.example.net=9.9.9.9",
+		"isatap.example.net=2600::5efe:10.0.0.1",
 	} {
 		h, a, err := ParseResolve(r)
 		if err != nil {
@@ -190,6 +191,7 @@ func TestDecisionTable(t *testing.T) {
 		{"resolves benchmarking", "bench.example.net:443", ReasonPrivateAddress, ""},
 		{"resolves unspecified", "zero.example.net:443", ReasonPrivateAddress, ""},
 		{"resolves documentation", "doc.example.net:443", ReasonPrivateAddress, ""},
+		{"resolves isatap private", "isatap.example.net:443", ReasonPrivateAddress, ""},
 		{"does not resolve", "nx.example.net:443", ReasonResolve, ""},
 		{"resolves to nothing", "empty.example.net:443", ReasonNoAddress, ""},
 	}
@@ -272,6 +274,15 @@ func TestClassify(t *testing.T) {
 		{"2001:0:4136:e378:8000:63bf:f7f7:f7f7", ClassPublic},
 		{"2001:2::1", ClassBenchmarking},
 		{"4000::1", ClassReserved},
+		// ISATAP: the interface id 0000:5efe:V4 or 0200:5efe:V4 in any prefix.
+		{"2600::5efe:10.0.0.1", ClassPrivate},
+		{"2600::200:5efe:127.0.0.1", ClassLoopback},
+		{"2600::5efe:169.254.169.254", ClassMetadata},
+		{"2002:808:808::5efe:192.168.0.1", ClassPrivate},
+		{"2600::5efe:8.8.8.8", ClassPublic},
+		{"fe80::5efe:8.8.8.8", ClassLinkLocal},
+		{"2001:db8::5efe:8.8.8.8", ClassDocumentation},
+		{"::5efe:8.8.8.8", ClassReserved},
 	}
 	for _, tc := range cases {
 		a := netip.MustParseAddr(tc.addr)
