@@ -16,7 +16,12 @@ type Resolver interface {
 // GoResolver is the pure-Go resolver of package net (it never calls into
 // libc or nsswitch), as a Resolver.
 type GoResolver struct {
-	r *net.Resolver
+	r netLookup
+}
+
+// netLookup is what GoResolver needs of a *net.Resolver.
+type netLookup interface {
+	LookupNetIP(ctx context.Context, network, host string) ([]netip.Addr, error)
 }
 
 // NewGoResolver returns the pure-Go resolver.
@@ -24,8 +29,14 @@ func NewGoResolver() *GoResolver {
 	return &GoResolver{r: &net.Resolver{PreferGo: true}}
 }
 
-// LookupNetIP implements Resolver.
+// LookupNetIP implements Resolver. host is looked up rooted (with a
+// trailing dot), so the resolver asks for exactly that name: never a name
+// built from resolv.conf's search domains or the host name's domain, which
+// an allowlist that admitted host never saw.
 func (g *GoResolver) LookupNetIP(ctx context.Context, host string) ([]netip.Addr, error) {
+	if _, err := netip.ParseAddr(host); err != nil && !strings.HasSuffix(host, ".") {
+		host += "."
+	}
 	return g.r.LookupNetIP(ctx, "ip", host)
 }
 
