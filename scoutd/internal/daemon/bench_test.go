@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"testing"
 	"time"
@@ -64,6 +65,7 @@ func BenchmarkFetch50MiB(b *testing.B) {
 // leg is one way of fetching, timed over the iterations.
 type leg struct {
 	wall, best, cpu time.Duration
+	each            []time.Duration
 }
 
 func (l *leg) run(b *testing.B, f func() int64) {
@@ -74,6 +76,7 @@ func (l *leg) run(b *testing.B, f func() int64) {
 	d := time.Since(t0)
 	l.cpu += cpuTime() - c0
 	l.wall += d
+	l.each = append(l.each, d)
 	if l.best == 0 || d < l.best {
 		l.best = d
 	}
@@ -181,6 +184,10 @@ func benchFetch(b *testing.B, rate int) {
 	// read that does not hash (raw/direct can exceed it only by hashing on
 	// a core the direct read leaves idle).
 	b.ReportMetric(lDirect.wall.Seconds()/lDirectSum.wall.Seconds(), "sha_ceiling")
+	// The median over iterations of each iteration's own ratio: the legs
+	// of one iteration run back to back, so a burst of load elsewhere on a
+	// shared machine moves one pair, not the estimate.
+	b.ReportMetric(medianRatio(lDirect, lRaw), "med_raw/direct")
 	// Best of each: less sensitive to a shared machine's noise.
 	b.ReportMetric(lDirect.best.Seconds()/lRaw.best.Seconds(), "best_raw/direct")
 	// CPU seconds of the whole process per leg: the cost ratio, which a
@@ -247,6 +254,20 @@ func BenchmarkSnapshot5000(b *testing.B) {
 	b.ReportMetric(tScout.Seconds()*1000/float64(b.N), "scout_ms/op")
 	b.ReportMetric(tScout.Seconds()/tGit.Seconds(), "scout/git")
 	b.ReportMetric(minScout.Seconds()/minGit.Seconds(), "best_scout/git")
+}
+
+// medianRatio is the median of peer[i]/l[i] over the iterations: the
+// throughput of l against peer, pairwise.
+func medianRatio(peer, l leg) float64 {
+	r := make([]float64, len(l.each))
+	for i := range r {
+		r[i] = peer.each[i].Seconds() / l.each[i].Seconds()
+	}
+	slices.Sort(r)
+	if len(r)%2 == 1 {
+		return r[len(r)/2]
+	}
+	return (r[len(r)/2-1] + r[len(r)/2]) / 2
 }
 
 // cpuTime is the process's user+system CPU time so far.
