@@ -107,6 +107,23 @@ func refuseRepoRWWithKeeper(a LaunchArgs, granted []guestroom.Grant) error {
 	return nil
 }
 
+// refuseNetOpenWithNetDoor refuses --net-open together with the net door:
+// on the ambient network the door would police nothing (the box could
+// dial past the relay), yet its rulebook card would say netd decides, and
+// the proxy environment would make it look policed.
+func refuseNetOpenWithNetDoor(a LaunchArgs, granted []guestroom.Grant) error {
+	if !a.NetOpen {
+		return nil
+	}
+	for _, g := range granted {
+		if g.Door.Name == plan.DoorNet {
+			return Hinted(fmt.Errorf("%w: --net-open cannot be combined with the net door: on the ambient network netd would police nothing", ErrUsage),
+				"use --net for policed egress; for the ambient network, name the other doors alone (--keeper --scout instead of --room dev)")
+		}
+	}
+	return nil
+}
+
 // widenNet applies --profile: the net door is minted with a profiles
 // binding that widens netd's policy for this launch only, and its rulebook
 // card says so. A profile without the net door is refused.
@@ -196,6 +213,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		return err
 	}
 	if err := refuseRepoRWWithKeeper(a, granted); err != nil {
+		return err
+	}
+	if err := refuseNetOpenWithNetDoor(a, granted); err != nil {
 		return err
 	}
 	granted, err = widenNet(a.Profiles, granted)

@@ -77,6 +77,50 @@ func TestRepoRWRefusedWithKeeper(t *testing.T) {
 	}
 }
 
+// --net-open and the net door contradict each other: refused, with a hint,
+// whichever way the net door was asked for.
+func TestNetOpenRefusedWithTheNetDoor(t *testing.T) {
+	cat, err := plan.Catalog(plan.ControlSockets{RunDir: "/run/test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name    string
+		args    LaunchArgs
+		refused bool
+	}{
+		{"net-open alone", LaunchArgs{NetOpen: true}, false},
+		{"net alone", LaunchArgs{Net: true}, false},
+		{"net-open with keeper and scout", LaunchArgs{NetOpen: true, Keeper: true, Scout: true}, false},
+		{"net-open with --net", LaunchArgs{NetOpen: true, Net: true}, true},
+		{"net-open with the dev room", LaunchArgs{NetOpen: true, Rooms: []string{"dev"}}, true},
+		{"net-open with --door net", LaunchArgs{NetOpen: true, Doors: []string{"net:host=example.com"}}, true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g, err := grants(tc.args, cat)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = refuseNetOpenWithNetDoor(tc.args, g)
+			if tc.refused != (err != nil) {
+				t.Fatalf("err = %v, refused want %v", err, tc.refused)
+			}
+			if err == nil {
+				return
+			}
+			var h *HintedError
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--net-open cannot be combined with the net door") ||
+				!errors.As(err, &h) || !strings.Contains(h.Hint, "use --net") {
+				t.Fatalf("err = %v", err)
+			}
+			if ExitCode(err) != 2 {
+				t.Fatalf("exit %d, want 2", ExitCode(err))
+			}
+		})
+	}
+}
+
 func TestProfileWidensOnlyTheNetDoor(t *testing.T) {
 	cat, err := plan.Catalog(plan.ControlSockets{RunDir: "/run/test"})
 	if err != nil {

@@ -189,6 +189,9 @@ func Build(r Request) (Plan, error) {
 	if len(r.Sockets) != len(r.Grants) {
 		return Plan{}, fmt.Errorf("%w: %d grants but %d minted sockets", ErrBadPlan, len(r.Grants), len(r.Sockets))
 	}
+	if r.NetOpen && slices.ContainsFunc(r.Grants, func(g guestroom.Grant) bool { return g.Door.Name == DoorNet }) {
+		return Plan{}, fmt.Errorf("%w: the ambient network (--net-open) and the net door exclude each other", ErrBadPlan)
+	}
 	posture := DerivePosture(r.Grants, r.NetOpen)
 	repo := ""
 	if r.Repo != nil {

@@ -151,6 +151,14 @@ func TestPostureTable(t *testing.T) {
 			req.Denied = cat.Denied(g)
 			req.NetOpen = r.open
 			p, err := Build(req)
+			if r.open && slices.Contains(r.doors, "net") {
+				// The ambient network and the net door exclude each other:
+				// the door would police nothing.
+				if !errors.Is(err, ErrBadPlan) || !strings.Contains(err.Error(), "exclude each other") {
+					t.Fatalf("Build = %v, want the net door and --net-open refused", err)
+				}
+				return
+			}
 			if err != nil {
 				t.Fatal(err)
 			}
