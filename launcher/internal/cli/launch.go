@@ -330,6 +330,10 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		if errors.As(err, &nr) {
 			return Hinted(err, nr.Hint())
 		}
+		var us *doors.UnsafeSocketError
+		if errors.As(err, &us) {
+			return Hinted(err, fmt.Sprintf("nothing was mounted and every door minted so far is revoked; %s is not behaving as a door daemon: check what answers on its control socket (`claude-box doors status`) and restart it (`claude-box doors stop && claude-box doors start`)", us.Daemon))
+		}
 		return err
 	}
 	defer sess.Close(context.WithoutCancel(ctx))

@@ -1,14 +1,20 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/bounded-systems/claude-box/guestroom/door"
+	"github.com/bounded-systems/claude-box/launcher/internal/doors"
 
 	"github.com/bounded-systems/claude-box/launcher/internal/plan"
 )
@@ -73,7 +79,7 @@ func TestRefusedBeforePodman(t *testing.T) {
 func TestMintBeforeCreate(t *testing.T) {
 	repo := gitRepo(t)
 	down := func(d string) string {
-		return "claude-box: door " + d + " (" + d + ") at $RUN/" + d + ".sock: door daemon is not running: no control socket at $RUN/" + d + ".sock\n" +
+		return "claude-box: " + d + " at $RUN/" + d + ".sock: door daemon is not running: no control socket at $RUN/" + d + ".sock\n" +
 			"hint: start it: `claude-box doors start` (or `nix run .#" + d + " -- serve`)\n"
 	}
 	cases := []struct {
@@ -169,5 +175,57 @@ func TestRootfulRepoWarned(t *testing.T) {
 				t.Fatal("a warning must not stop the launch")
 			}
 		})
+	}
+}
+
+// TestUnsafeMintedSocketIsHinted: a door daemon that mints its launch
+// socket beside the control sockets (where another daemon's control
+// socket could be handed to the box) is refused before podman creates
+// anything, with a hint, and its door is revoked.
+func TestUnsafeMintedSocketIsHinted(t *testing.T) {
+	runDir, err := os.MkdirTemp("", "cb-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = os.RemoveAll(runDir) })
+	if err := os.Chmod(runDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	m, err := door.NewMinter(door.MinterConfig{
+		Door: "scout", Version: "test", Dir: runDir, // its own run dir: wrong
+		Validate:      func(door.Binding) error { return nil },
+		PolicySummary: func() string { return "test policy" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := door.NewServer(door.Config{Door: "scout", Authorize: door.SameUser()})
+	m.RegisterControl(srv.GRPC())
+	l, err := door.Listen(filepath.Join(runDir, "scoutd.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Stop(ctx)
+		m.Close(ctx)
+	})
+
+	fe := newFakeEngine()
+	env, _, _ := testEnv(t, runDir, nil, fe.connect)
+	err = Run(t.Context(), []string{"work", "--scout"}, env)
+	msg := Message(err)
+	if ExitCode(err) != 125 || !errors.Is(err, doors.ErrUnsafeSocket) ||
+		!strings.Contains(msg, "refusing to mount it in the box: it is in the directory of the control socket") ||
+		!strings.Contains(msg, "\nhint: nothing was mounted and every door minted so far is revoked; scoutd is not behaving as a door daemon") {
+		t.Fatalf("exit %d, message\n%s", ExitCode(err), msg)
+	}
+	if got := fe.recorded(); slices.ContainsFunc(got, func(c string) bool { return strings.HasPrefix(c, "EnsureVolume") || strings.HasPrefix(c, "Run") }) {
+		t.Fatalf("podman was asked: %q", got)
+	}
+	if live := m.Live(); len(live) != 0 {
+		t.Fatalf("the refused door is still live: %+v", live)
 	}
 }

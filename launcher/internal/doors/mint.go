@@ -166,7 +166,7 @@ type NotRunningError struct {
 }
 
 func (e *NotRunningError) Error() string {
-	return fmt.Sprintf("door %s (%s) at %s: %v", e.Daemon, e.Daemon, e.Socket, e.Err)
+	return fmt.Sprintf("%s at %s: %v", e.Daemon, e.Socket, e.Err)
 }
 
 func (e *NotRunningError) Unwrap() error { return e.Err }
