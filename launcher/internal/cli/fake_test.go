@@ -137,31 +137,38 @@ func doorDaemons(t *testing.T, daemons ...string) (string, map[string]*door.Mint
 	t.Cleanup(func() { _ = os.RemoveAll(dir) })
 	minters := map[string]*door.Minter{}
 	for _, d := range daemons {
-		name := strings.TrimSuffix(d, "d")
-		m, err := door.NewMinter(door.MinterConfig{
-			Door: name, Version: "test", Dir: filepath.Join(dir, d+".doors"),
-			Validate:      func(door.Binding) error { return nil },
-			PolicySummary: func() string { return "test policy" },
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv := door.NewServer(door.Config{Door: name, Authorize: door.SameUser()})
-		m.RegisterControl(srv.GRPC())
-		l, err := door.Listen(filepath.Join(dir, d+".sock"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		go func() { _ = srv.Serve(l) }()
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			srv.Stop(ctx)
-			m.Close(ctx)
-		})
-		minters[d] = m
+		minters[d] = serveDaemon(t, dir, d, filepath.Join(dir, d+".doors"))
 	}
 	return dir, minters
+}
+
+// serveDaemon serves daemon's control socket in runDir, its minter
+// minting launch sockets into mintDir, until the test ends.
+func serveDaemon(t *testing.T, runDir, daemon, mintDir string) *door.Minter {
+	t.Helper()
+	name := strings.TrimSuffix(daemon, "d")
+	m, err := door.NewMinter(door.MinterConfig{
+		Door: name, Version: "test", Dir: mintDir,
+		Validate:      func(door.Binding) error { return nil },
+		PolicySummary: func() string { return "test policy" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := door.NewServer(door.Config{Door: name, Authorize: door.SameUser()})
+	m.RegisterControl(srv.GRPC())
+	l, err := door.Listen(filepath.Join(runDir, daemon+".sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Stop(ctx)
+		m.Close(ctx)
+	})
+	return m
 }
 
 // testEnv is an Env with its own HOME, the door daemons' run dir and the

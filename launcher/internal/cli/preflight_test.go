@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -11,9 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/bounded-systems/claude-box/guestroom/door"
 	"github.com/bounded-systems/claude-box/launcher/internal/doors"
 
 	"github.com/bounded-systems/claude-box/launcher/internal/plan"
@@ -191,27 +188,7 @@ func TestUnsafeMintedSocketIsHinted(t *testing.T) {
 	if err := os.Chmod(runDir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	m, err := door.NewMinter(door.MinterConfig{
-		Door: "scout", Version: "test", Dir: runDir, // its own run dir: wrong
-		Validate:      func(door.Binding) error { return nil },
-		PolicySummary: func() string { return "test policy" },
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := door.NewServer(door.Config{Door: "scout", Authorize: door.SameUser()})
-	m.RegisterControl(srv.GRPC())
-	l, err := door.Listen(filepath.Join(runDir, "scoutd.sock"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Stop(ctx)
-		m.Close(ctx)
-	})
+	m := serveDaemon(t, runDir, "scoutd", runDir) // minting into its own run dir: wrong
 
 	fe := newFakeEngine()
 	env, _, _ := testEnv(t, runDir, nil, fe.connect)
