@@ -79,16 +79,16 @@ func grants(a LaunchArgs, cat guestroom.Catalog) ([]guestroom.Grant, error) {
 // commits to the worktree it is bound to when the door is minted, and a
 // launch without --repo has none to bind it to.
 func refuseKeeperWithoutRepo(a LaunchArgs, granted []guestroom.Grant) error {
-	if a.Repo != "" {
+	if a.Repo != "" || !hasDoor(granted, plan.DoorKeeper) {
 		return nil
 	}
-	for _, g := range granted {
-		if g.Door.Name == plan.DoorKeeper {
-			return Hinted(fmt.Errorf("%w: the keeper door needs --repo: keeperd commits to the worktree a launch names, and this one names none", ErrUsage),
-				"add --repo PATH (the git worktree to commit to), or launch without the keeper door (--net --scout instead of --room dev)")
-		}
-	}
-	return nil
+	return Hinted(fmt.Errorf("%w: the keeper door needs --repo: keeperd commits to the worktree a launch names, and this one names none", ErrUsage),
+		"add --repo PATH (the git worktree to commit to), or launch without the keeper door (--net --scout instead of --room dev)")
+}
+
+// hasDoor reports whether the door named name is granted.
+func hasDoor(granted []guestroom.Grant, name string) bool {
+	return slices.ContainsFunc(granted, func(g guestroom.Grant) bool { return g.Door.Name == name })
 }
 
 // refuseRepoRWWithKeeper refuses --repo-rw together with the keeper door: a
@@ -96,15 +96,10 @@ func refuseKeeperWithoutRepo(a LaunchArgs, granted []guestroom.Grant) error {
 // gitdir files) at other repositories on the host, and keeperd acts on the
 // host with the user's key.
 func refuseRepoRWWithKeeper(a LaunchArgs, granted []guestroom.Grant) error {
-	if !a.RepoRW {
+	if !a.RepoRW || !hasDoor(granted, plan.DoorKeeper) {
 		return nil
 	}
-	for _, g := range granted {
-		if g.Door.Name == plan.DoorKeeper {
-			return fmt.Errorf("%w: --repo-rw cannot be combined with the keeper door: a writable .git would let the box steer keeperd, which acts on the host", ErrUsage)
-		}
-	}
-	return nil
+	return fmt.Errorf("%w: --repo-rw cannot be combined with the keeper door: a writable .git would let the box steer keeperd, which acts on the host", ErrUsage)
 }
 
 // refuseNetOpenWithNetDoor refuses --net-open together with the net door:
@@ -112,16 +107,11 @@ func refuseRepoRWWithKeeper(a LaunchArgs, granted []guestroom.Grant) error {
 // dial past the relay), yet its rulebook card would say netd decides, and
 // the proxy environment would make it look policed.
 func refuseNetOpenWithNetDoor(a LaunchArgs, granted []guestroom.Grant) error {
-	if !a.NetOpen {
+	if !a.NetOpen || !hasDoor(granted, plan.DoorNet) {
 		return nil
 	}
-	for _, g := range granted {
-		if g.Door.Name == plan.DoorNet {
-			return Hinted(fmt.Errorf("%w: --net-open cannot be combined with the net door: on the ambient network netd would police nothing", ErrUsage),
-				"use --net for policed egress; for the ambient network, name the other doors alone (--keeper --scout instead of --room dev)")
-		}
-	}
-	return nil
+	return Hinted(fmt.Errorf("%w: --net-open cannot be combined with the net door: on the ambient network netd would police nothing", ErrUsage),
+		"use --net for policed egress; for the ambient network, name the other doors alone (--keeper --scout instead of --room dev)")
 }
 
 // widenNet applies --profile: the net door is minted with a profiles
