@@ -33,9 +33,6 @@ type Posture struct {
 	PodmanNetwork string
 	// Env is the proxy environment set in the box.
 	Env map[string]string
-	// Relay reports whether the entrypoint starts the netd relay (it does
-	// so exactly when the net door's socket is mounted).
-	Relay bool
 	// Warning is printed loudly on the host before the box starts.
 	Warning string
 }
@@ -75,7 +72,8 @@ func DerivePosture(grants []guestroom.Grant, netOpen bool) Posture {
 	if hasNet {
 		p.Network = NetworkPoliced
 		p.Env = ProxyEnv()
-		p.Relay = true
+		// The relay needs no flag: the entrypoint starts it exactly when
+		// the net door's socket is mounted.
 	}
 	if netOpen {
 		p.Network = NetworkOpen
