@@ -2,6 +2,7 @@ package keeper
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -85,5 +86,61 @@ func TestBlobOfAFileSwappedForAFIFO(t *testing.T) {
 		}
 		<-done
 		t.Fatal("blob blocked opening a FIFO")
+	}
+}
+
+// A directory the box swaps for a symlink to a host directory after
+// keeperd listed it, but before it lstat'ed the names it found there, never
+// makes keeperd stat a host file: the outcome is the same whether the host
+// file exists or not, so the box cannot probe which host paths exist (nor
+// their size or type).
+func TestStageAllNeverStatsThroughASwappedInSymlink(t *testing.T) {
+	outcome := func(t *testing.T, hostFileExists bool) string {
+		f := newFixture(t, nil)
+		outside := t.TempDir()
+		if hostFileExists {
+			// Larger than keeperd stages: a stat that reached it would say so.
+			big, err := os.Create(filepath.Join(outside, "id_ed25519"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := big.Truncate(MaxFileSize + 1); err != nil {
+				t.Fatal(err)
+			}
+			big.Close()
+		}
+		sub := filepath.Join(f.repo, "sub")
+		writeFile(t, filepath.Join(sub, "id_ed25519"), "box file\n")
+		w, err := openWorktree(f.repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer w.Close()
+		s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.afterCollect = func() {
+			if err := os.RemoveAll(sub); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Symlink(outside, sub); err != nil {
+				t.Fatal(err)
+			}
+		}
+		err = s.stageAll("")
+		if err != nil && strings.Contains(err.Error(), outside) {
+			t.Fatalf("error names a host path: %v", err)
+		}
+		for _, e := range s.entries() {
+			if strings.HasPrefix(e.Name, "sub/") {
+				t.Errorf("staged %q", e.Name)
+			}
+		}
+		return fmt.Sprint(err)
+	}
+	with, without := outcome(t, true), outcome(t, false)
+	if with != without {
+		t.Fatalf("the outcome tells whether a host file exists:\n with:    %s\n without: %s", with, without)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -41,8 +42,11 @@ type stager struct {
 	infoAttrs  []gitattributes.MatchAttribute // .git/info/attributes (highest priority)
 	attrLoaded map[string]bool
 	seen       map[string]bool
-	store      bool // write blobs to the object store (false: status only)
-	changed    int
+	// afterCollect, when set (tests), runs between listing the worktree
+	// and lstat'ing what was listed: where a box's swap lands.
+	afterCollect func()
+	store        bool // write blobs to the object store (false: status only)
+	changed      int
 }
 
 // newStager stages against idx. excludes are the patterns of the host's
@@ -225,33 +229,52 @@ func (s *stager) ignored(rel string, isDir bool) bool {
 // stageAll stages every change under dir ("" is the whole worktree).
 func (s *stager) stageAll(dir string) error {
 	s.loadAncestors(dir)
-	var cands []candidate
-	if err := s.collect(dir, true, &cands); err != nil {
+	var dirs []*dirBatch
+	if err := s.collect(dir, true, &dirs); err != nil {
 		return err
 	}
+	if s.afterCollect != nil {
+		s.afterCollect()
+	}
 	// lstat is most of the cost on a big tree: spread it over a few threads,
-	// as git's preload-index does.
+	// as git's preload-index does. Each directory is opened once beneath
+	// the worktree's root and its names are lstat'ed relative to it, so a
+	// directory the box swaps for a symlink after it was listed never
+	// leads a stat out of the worktree.
 	const workers = 4
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for w := 0; w < workers; w++ {
 		wg.Add(1)
-		go func(w int) {
+		go func() {
 			defer wg.Done()
-			for i := w; i < len(cands); i += workers {
-				cands[i].fi, cands[i].err = os.Lstat(filepath.Join(s.w.dir, filepath.FromSlash(cands[i].rel)))
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(dirs) {
+					return
+				}
+				s.lstatDir(dirs[i])
 			}
-		}(w)
+		}()
 	}
 	wg.Wait()
-	for _, c := range cands {
-		if c.err != nil {
-			if errors.Is(c.err, fs.ErrNotExist) {
-				continue
+	for _, d := range dirs {
+		if d.err != nil {
+			if errors.Is(d.err, fs.ErrNotExist) {
+				continue // gone since it was listed: its files are deleted
 			}
-			return fmt.Errorf("%w: stat %s: %w", ErrInternal, c.rel, c.err)
+			return fmt.Errorf("%w: read directory %q: %w", ErrPath, d.rel, d.err)
 		}
-		if err := s.consider(c.rel, c.fi, false); err != nil {
-			return err
+		for _, c := range d.cands {
+			if c.err != nil {
+				if errors.Is(c.err, fs.ErrNotExist) {
+					continue
+				}
+				return fmt.Errorf("%w: stat %s: %w", ErrInternal, c.rel, c.err)
+			}
+			if err := s.consider(c.rel, c.fi, false); err != nil {
+				return err
+			}
 		}
 	}
 	for _, e := range s.idx.Entries { // what was tracked before this request
@@ -269,11 +292,37 @@ func (s *stager) stageAll(dir string) error {
 	return nil
 }
 
+// dirBatch is the files and symlinks collect found in one directory.
+type dirBatch struct {
+	rel   string // the directory, relative to the worktree root ("" is the root)
+	cands []candidate
+	err   error // opening the directory to lstat its names
+}
+
 // candidate is a file or symlink found by collect.
 type candidate struct {
-	rel string
-	fi  fs.FileInfo
-	err error
+	rel  string
+	name string // the last element of rel
+	fi   fs.FileInfo
+	err  error
+}
+
+// lstatDir lstats d's names relative to d, opened beneath the worktree's
+// root: a symlink in d's place may not lead out of the worktree.
+func (s *stager) lstatDir(d *dirBatch) {
+	root := s.w.root
+	if d.rel != "" {
+		r, err := s.w.root.OpenRoot(d.rel)
+		if err != nil {
+			d.err = err
+			return
+		}
+		defer r.Close()
+		root = r
+	}
+	for i := range d.cands {
+		d.cands[i].fi, d.cands[i].err = root.Lstat(d.cands[i].name)
+	}
 }
 
 // readDir lists the worktree directory rel through the root, refusing a
@@ -295,9 +344,9 @@ func (s *stager) readDir(rel string) ([]fs.DirEntry, error) {
 
 // collect walks the worktree directory rel without following symlinks,
 // loading .gitignore files, skipping .git, nested repositories, submodules
-// and ignored untracked directories, and appends every other non-directory
-// entry to out.
-func (s *stager) collect(rel string, top bool, out *[]candidate) error {
+// and ignored untracked directories, and appends, directory by directory,
+// every other non-directory entry to out.
+func (s *stager) collect(rel string, top bool, out *[]*dirBatch) error {
 	ents, err := s.readDir(rel)
 	if err != nil {
 		if !top && errors.Is(err, fs.ErrNotExist) {
@@ -317,6 +366,9 @@ func (s *stager) collect(rel string, top bool, out *[]candidate) error {
 			s.loadAttrs(rel)
 		}
 	}
+	batch := &dirBatch{rel: rel}
+	*out = append(*out, batch)
+	var subdirs []string
 	for _, e := range ents {
 		name := e.Name()
 		if strings.EqualFold(name, ".git") {
@@ -337,12 +389,15 @@ func (s *stager) collect(rel string, top bool, out *[]candidate) error {
 			if !s.trackedDir[crel] && s.ignored(crel, true) {
 				continue
 			}
-			if err := s.collect(crel, false, out); err != nil {
-				return err
-			}
+			subdirs = append(subdirs, crel)
 			continue
 		}
-		*out = append(*out, candidate{rel: crel})
+		batch.cands = append(batch.cands, candidate{rel: crel, name: name})
+	}
+	for _, d := range subdirs {
+		if err := s.collect(d, false, out); err != nil {
+			return err
+		}
 	}
 	return nil
 }
