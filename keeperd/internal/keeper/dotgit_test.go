@@ -48,3 +48,45 @@ func TestCommitRefusesNamesGitTreatsAsDotGit(t *testing.T) {
 		})
 	}
 }
+
+// A symlink whose target stays inside the worktree only when read as text
+// ("s/.." is "." lexically) but leaves it when resolved, because a name in
+// it is itself a symlink (s -> .), is refused like any escaping symlink,
+// and so is a target with Windows separators that climbs out there. A
+// target that climbs first and then descends, as in node_modules/.bin,
+// is still committed.
+func TestCommitRefusesSymlinksEscapingThroughSymlinks(t *testing.T) {
+	for _, tc := range []struct {
+		name, link, target string
+		refused            bool
+	}{
+		{"through a symlink to the root", "a", "s/../secret", true},
+		{"climbing after a name", "sub/b", "../s/../../x", true},
+		{"windows separators", "sub/c", `..\..\x`, true},
+		{"windows drive", "f", `C:\Users\me\.ssh\id_ed25519`, true},
+		{"climb then descend", "sub/d", "../README", false},
+		{"plain", "e", "src/a.go", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			if err := os.Symlink(".", filepath.Join(f.repo, "s")); err != nil {
+				t.Fatal(err)
+			}
+			writeFile(t, filepath.Join(f.repo, "sub", "keep"), "x\n")
+			if err := os.Symlink(tc.target, filepath.Join(f.repo, tc.link)); err != nil {
+				t.Fatal(err)
+			}
+			_, err := f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", Paths: []string{tc.link}})
+			if !tc.refused {
+				if err != nil {
+					t.Fatalf("commit of %s -> %s: %v", tc.link, tc.target, err)
+				}
+				return
+			}
+			want := `path refused: "` + tc.link + `" is a symlink leading outside the worktree`
+			if !errors.Is(err, ErrPath) || err.Error() != want {
+				t.Fatalf("commit of %s -> %s = %v, want %q", tc.link, tc.target, err, want)
+			}
+		})
+	}
+}

@@ -225,10 +225,28 @@ func (w *worktree) checkNoSymlinkParents(p string) error {
 }
 
 // symlinkEscapes reports whether a symlink at rel with target leads outside
-// the worktree.
+// the worktree. Cleaning the target as text is right only for the ".."
+// that lead it: a ".." after a name climbs out of what that name resolves
+// to, which is somewhere else when the name is itself a symlink ("s/.." is
+// the worktree's parent when s -> .), so such a target is refused outright.
+// A backslash counts as a separator and a drive letter as absolute, as
+// they do where the tree may be checked out on Windows.
 func symlinkEscapes(rel, target string) bool {
-	if target == "" || strings.HasPrefix(target, "/") {
+	target = strings.ReplaceAll(target, "\\", "/")
+	if target == "" || strings.HasPrefix(target, "/") || len(target) >= 2 && target[1] == ':' && isAlpha(target[0]) {
 		return true
+	}
+	named := false
+	for _, c := range strings.Split(target, "/") {
+		switch c {
+		case "", ".":
+		case "..":
+			if named {
+				return true
+			}
+		default:
+			named = true
+		}
 	}
 	j := path.Join(path.Dir(rel), target)
 	return j == ".." || strings.HasPrefix(j, "../")
