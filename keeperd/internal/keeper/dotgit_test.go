@@ -26,6 +26,13 @@ func TestCommitRefusesNamesGitTreatsAsDotGit(t *testing.T) {
 		{"ntfs trailing dot", func(t *testing.T, r string) { writeFile(t, filepath.Join(r, "sub", ".git.", "config"), "x\n") }, nil, `"sub/.git."`},
 		{"ntfs trailing space", func(t *testing.T, r string) { writeFile(t, filepath.Join(r, ".git ", "hooks", "x"), "x\n") }, nil, `".git "`},
 		{"hfs ignorable", func(t *testing.T, r string) { writeFile(t, filepath.Join(r, ".g\u200cit", "config"), "x\n") }, nil, `".g\u200cit"`},
+		{"backslash separated", func(t *testing.T, r string) { writeFile(t, filepath.Join(r, `.git\hooks\post-checkout`), "x\n") }, nil, `".git\\hooks\\post-checkout"`},
+		{"backslash inside", func(t *testing.T, r string) { writeFile(t, filepath.Join(r, "sub", `x\GIT~1\config`), "x\n") }, nil, `"sub/x\\GIT~1\\config"`},
+		{"backslash gitmodules symlink", func(t *testing.T, r string) {
+			if err := os.Symlink("README", filepath.Join(r, `d\.gitmodules`)); err != nil {
+				t.Fatal(err)
+			}
+		}, nil, `"d\\.gitmodules"`},
 		{"explicit path", func(t *testing.T, r string) { writeFile(t, filepath.Join(r, "GIT~1", "config"), "x\n") }, []string{"GIT~1/config"}, `"GIT~1/config"`},
 		{"symlinked gitmodules", func(t *testing.T, r string) {
 			if err := os.Symlink("README", filepath.Join(r, ".gitmodules")); err != nil {

@@ -257,21 +257,29 @@ func symlinkEscapes(rel, target string) bool {
 // git fsck calls them errors): case-insensitively, ignoring the code points
 // HFS+ ignores, and with NTFS's trailing dots and spaces, alternate data
 // streams and its short name GIT~1.
+// Every part of the name between backslashes counts too: NTFS separates
+// directories with them, and git fsck checks each part.
 func isDotGit(name string) bool {
-	n := ntfsHFSFold(name)
-	return n == ".git" || n == "git~1"
+	for _, part := range strings.Split(name, "\\") {
+		if n := ntfsHFSFold(part); n == ".git" || n == "git~1" {
+			return true
+		}
+	}
+	return false
 }
 
 // isDotGitmodules is isDotGit for ".gitmodules" (NTFS short names
 // GITMOD~N, or GI7EBA~N when those are taken).
 func isDotGitmodules(name string) bool {
-	n := ntfsHFSFold(name)
-	if n == ".gitmodules" {
-		return true
-	}
-	for _, short := range []string{"gitmod~", "gi7eba~"} {
-		if rest, ok := strings.CutPrefix(n, short); ok && len(rest) == 1 && rest[0] >= '1' && rest[0] <= '9' {
+	for _, part := range strings.Split(name, "\\") {
+		n := ntfsHFSFold(part)
+		if n == ".gitmodules" {
 			return true
+		}
+		for _, short := range []string{"gitmod~", "gi7eba~"} {
+			if rest, ok := strings.CutPrefix(n, short); ok && len(rest) == 1 && rest[0] >= '1' && rest[0] <= '9' {
+				return true
+			}
 		}
 	}
 	return false
