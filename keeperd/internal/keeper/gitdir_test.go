@@ -122,3 +122,29 @@ func TestIndexFIFONeverBlocks(t *testing.T) {
 		t.Fatal("status blocked opening a FIFO index")
 	}
 }
+
+// With a writable .git, .git/info swapped for a symlink to a host
+// directory never makes keeperd parse that directory's exclude or
+// attributes file: it is read inside the git dir or not at all.
+func TestInfoDirSymlinkNeverLeadsOut(t *testing.T) {
+	f := newFixture(t, nil)
+	outside := t.TempDir()
+	writeFile(t, filepath.Join(outside, "exclude"), "host-pattern\n")
+	writeFile(t, filepath.Join(outside, "attributes"), "filtered filter=lfs\n")
+	info := filepath.Join(f.repo, ".git", "info")
+	if err := os.RemoveAll(info); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, info); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(f.repo, "host-pattern"), "x\n")
+	writeFile(t, filepath.Join(f.repo, "filtered"), "x\n")
+	res, err := f.k.Commit(context.Background(), f.launch, CommitRequest{Message: "m", All: true})
+	if err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	if got := strings.Join(changedPaths(res.Files), ","); got != "a filtered,a host-pattern" {
+		t.Fatalf("files = %q: a host file was read as .git/info/exclude or attributes", got)
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"path"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -77,11 +76,16 @@ func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool, exc
 	// first, then info/exclude; both apply to the whole worktree. info/ is
 	// the common git dir's, shared by linked worktrees, as git reads it.
 	s.ignore = append(s.ignore, excludes...)
-	if b, ok := readGitFile(filepath.Join(w.commonDir, "info", "exclude")); ok {
-		s.ignore = append(s.ignore, parseIgnore(string(b), nil)...)
-	}
-	if b, ok := readGitFile(filepath.Join(w.commonDir, "info", "attributes")); ok {
-		s.infoAttrs = parseAttrs(string(b), nil)
+	// Read beneath the git dir: an info directory swapped for a symlink (a
+	// writable .git) does not lead to a host file.
+	if root, err := os.OpenRoot(w.commonDir); err == nil {
+		if b, ok := readRootFile(root, "info/exclude"); ok {
+			s.ignore = append(s.ignore, parseIgnore(string(b), nil)...)
+		}
+		if b, ok := readRootFile(root, "info/attributes"); ok {
+			s.infoAttrs = parseAttrs(string(b), nil)
+		}
+		root.Close()
 	}
 	return s, nil
 }
@@ -136,7 +140,14 @@ func readGitFile(p string) ([]byte, bool) {
 // .gitattributes) that is a regular file when opened: never blocking on a
 // FIFO, never following a symlink.
 func (s *stager) readSmall(name string) ([]byte, bool) {
-	f, err := s.w.root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	return readRootFile(s.w.root, name)
+}
+
+// readRootFile reads a file of at most 1 MiB beneath root that is a
+// regular file when opened: never blocking on a FIFO, never following a
+// symlink in its place, and no symlinked parent leading out of root.
+func readRootFile(root *os.Root, name string) ([]byte, bool) {
+	f, err := root.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil, false
 	}
