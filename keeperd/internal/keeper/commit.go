@@ -49,7 +49,7 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 		return CommitResult{}, fmt.Errorf("%w: nothing selected: pass -a or the paths to commit", ErrInvalid)
 	}
 	p := k.Policy()
-	_, dir, err := p.BindRepo(l.Repo)
+	_, dir, err := bind(p, l)
 	if err != nil {
 		return CommitResult{}, err
 	}

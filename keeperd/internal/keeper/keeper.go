@@ -3,6 +3,7 @@ package keeper
 import (
 	"context"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"strings"
@@ -22,6 +23,55 @@ type Launch struct {
 	ManifestDigest string
 	// Repo is the host path of the worktree the door was minted for.
 	Repo string
+	// Pin is that worktree as it was at mint time (PinRepo); nil skips
+	// the check. A request whose Repo no longer leads to it is refused.
+	Pin *Pin
+}
+
+// Pin is a bound worktree as it was when its door was minted: the
+// symlink-resolved path and the directory itself.
+type Pin struct {
+	dir  string
+	info fs.FileInfo
+}
+
+// PinRepo checks, at mint time, that repo may be bound (BindRepo) and that
+// its git dir is its own (CheckWorktree), and pins the directory it
+// resolves to, so that a directory on the bound path replaced later (by a
+// box whose worktree contains it) cannot move the door to another
+// repository.
+func PinRepo(p *Policy, repo string) (*Pin, error) {
+	_, dir, err := p.BindRepo(repo)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckWorktree(dir); err != nil {
+		return nil, err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%w: stat the bound repository: %w", ErrInternal, err)
+	}
+	return &Pin{dir: dir, info: fi}, nil
+}
+
+// errRepoMoved refuses a request whose bound path now leads elsewhere.
+var errRepoMoved = fmt.Errorf("%w: the bound repository's path no longer leads to the directory the door was minted for (a directory on it was replaced); keeperd works only on the repository the door was bound to: relaunch to bind it again", ErrPrecondition)
+
+// bind resolves the launch's repository under p (BindRepo) and refuses it
+// when it is not the one pinned at mint time.
+func bind(p *Policy, l Launch) (*RepoPolicy, string, error) {
+	rp, dir, err := p.BindRepo(l.Repo)
+	if err != nil {
+		return nil, "", err
+	}
+	if l.Pin != nil {
+		fi, err := os.Stat(dir)
+		if dir != l.Pin.dir || err != nil || !os.SameFile(fi, l.Pin.info) {
+			return nil, "", errRepoMoved
+		}
+	}
+	return rp, dir, nil
 }
 
 // Write is one thing a launch wrote.

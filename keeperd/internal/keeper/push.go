@@ -69,7 +69,7 @@ func (k *Keeper) Push(ctx context.Context, l Launch, req PushRequest) (res PushR
 		}
 	}()
 	p := k.Policy()
-	rp, dir, err := p.BindRepo(l.Repo)
+	rp, dir, err := bind(p, l)
 	if err != nil {
 		return PushResult{}, err
 	}

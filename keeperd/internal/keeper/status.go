@@ -23,7 +23,7 @@ type Status struct {
 // and hashes but writes nothing.
 func (k *Keeper) Status(ctx context.Context, l Launch) (Status, error) {
 	p := k.Policy()
-	_, dir, err := p.BindRepo(l.Repo)
+	_, dir, err := bind(p, l)
 	if err != nil {
 		return Status{}, err
 	}

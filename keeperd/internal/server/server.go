@@ -58,6 +58,8 @@ type Server struct {
 
 	mu       sync.Mutex
 	inFlight map[string]int // requests in flight, by launch
+	// pins is each live door's worktree as it was at mint, by door id.
+	pins map[string]*keeper.Pin
 }
 
 // MaxInFlightPerLaunch caps one launch's requests in flight: writes to one
@@ -90,7 +92,7 @@ func New(k *keeper.Keeper, log *slog.Logger) *Server {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{k: k, log: log, inFlight: map[string]int{}}
+	return &Server{k: k, log: log, inFlight: map[string]int{}, pins: map[string]*keeper.Pin{}}
 }
 
 // Register registers the guest service on g (MinterConfig.Register).
@@ -100,7 +102,9 @@ var manifestRe = regexp.MustCompile(`^[a-z0-9]+:[0-9a-f]{16,128}$`)
 
 // Validate checks a door's binding at mint time: the repo binding must name
 // a worktree under a policy repo root, the manifest digest (if any) must be
-// well-formed, and the keeper door interprets no caveats.
+// well-formed, and the keeper door interprets no caveats. It pins the
+// worktree the binding resolves to now: the door's requests work on it or
+// are refused.
 func (s *Server) Validate(b door.Binding) error {
 	if len(b.Caveats) > 0 {
 		return fmt.Errorf("keeper door interprets no caveats, refusing %s", b.Caveats[0])
@@ -118,11 +122,14 @@ func (s *Server) Validate(b door.Binding) error {
 	if m, ok := b.Bindings[BindingManifest]; ok && !manifestRe.MatchString(m) {
 		return fmt.Errorf("manifest binding %q is not a digest", m)
 	}
-	_, dir, err := s.k.Policy().BindRepo(b.Bindings[BindingRepo])
+	pin, err := keeper.PinRepo(s.k.Policy(), b.Bindings[BindingRepo])
 	if err != nil {
 		return err
 	}
-	return keeper.CheckWorktree(dir)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.pins[b.DoorID] = pin
+	return nil
 }
 
 // PolicySummary is a one-line description for the control socket's status.
@@ -146,16 +153,25 @@ func (s *Server) Counters() map[string]int64 {
 
 // OnRevoke drops a finished launch's counters, rate budget and write log
 // (MinterConfig.OnRevoke). The audit log keeps the record of its writes.
-func (s *Server) OnRevoke(b door.Binding, _ string) { s.k.Forget(b.LaunchID) }
+func (s *Server) OnRevoke(b door.Binding, _ string) {
+	s.mu.Lock()
+	delete(s.pins, b.DoorID)
+	s.mu.Unlock()
+	s.k.Forget(b.LaunchID)
+}
 
 // launch is what the door was minted for. The repository comes only from
-// the binding, never from a request.
-func launch(ctx context.Context) (keeper.Launch, bool) {
+// the binding, never from a request, and must still be the one pinned at
+// mint.
+func (s *Server) launch(ctx context.Context) (keeper.Launch, bool) {
 	b, ok := door.BindingFrom(ctx)
 	if !ok {
 		return keeper.Launch{}, false
 	}
-	return keeper.Launch{ID: b.LaunchID, Account: b.Account, Repo: b.Bindings[BindingRepo], ManifestDigest: b.Bindings[BindingManifest]}, true
+	s.mu.Lock()
+	pin := s.pins[b.DoorID]
+	s.mu.Unlock()
+	return keeper.Launch{ID: b.LaunchID, Account: b.Account, Repo: b.Bindings[BindingRepo], ManifestDigest: b.Bindings[BindingManifest], Pin: pin}, true
 }
 
 var errUnbound = fmt.Errorf("%w: this socket is not a keeper door", keeper.ErrDenied)
@@ -263,7 +279,7 @@ func files(cs []keeper.Change) []*keeperv1.FileStatus {
 
 // Commit makes one signed commit in the bound repository.
 func (s *Server) Commit(ctx context.Context, req *keeperv1.CommitRequest) (*keeperv1.CommitResponse, error) {
-	l, ok := launch(ctx)
+	l, ok := s.launch(ctx)
 	if !ok {
 		return nil, s.finish(ctx, l, "commit", errUnbound)
 	}
@@ -283,7 +299,7 @@ func (s *Server) Commit(ctx context.Context, req *keeperv1.CommitRequest) (*keep
 
 // Push pushes one branch or tag of the bound repository.
 func (s *Server) Push(ctx context.Context, req *keeperv1.PushRequest) (*keeperv1.PushResponse, error) {
-	l, ok := launch(ctx)
+	l, ok := s.launch(ctx)
 	if !ok {
 		return nil, s.finish(ctx, l, "push", errUnbound)
 	}
@@ -310,7 +326,7 @@ func (s *Server) Push(ctx context.Context, req *keeperv1.PushRequest) (*keeperv1
 
 // Sign signs a commit or tag payload (the gpg.ssh.program path).
 func (s *Server) Sign(ctx context.Context, req *keeperv1.SignRequest) (*keeperv1.SignResponse, error) {
-	l, ok := launch(ctx)
+	l, ok := s.launch(ctx)
 	if !ok {
 		return nil, s.finish(ctx, l, "sign", errUnbound)
 	}
@@ -330,7 +346,7 @@ func (s *Server) Sign(ctx context.Context, req *keeperv1.SignRequest) (*keeperv1
 
 // GetStatus reports what `keeper commit -a` would commit.
 func (s *Server) GetStatus(ctx context.Context, _ *keeperv1.GetStatusRequest) (*keeperv1.GetStatusResponse, error) {
-	l, ok := launch(ctx)
+	l, ok := s.launch(ctx)
 	if !ok {
 		return nil, s.finish(ctx, l, "status", errUnbound)
 	}
@@ -350,14 +366,14 @@ func (s *Server) GetStatus(ctx context.Context, _ *keeperv1.GetStatusRequest) (*
 
 // GetPublicKey returns the signing public key.
 func (s *Server) GetPublicKey(ctx context.Context, _ *keeperv1.GetPublicKeyRequest) (*keeperv1.GetPublicKeyResponse, error) {
-	l, _ := launch(ctx)
+	l, _ := s.launch(ctx)
 	_ = s.finish(ctx, l, "public_key", nil)
 	return &keeperv1.GetPublicKeyResponse{AuthorizedKey: s.k.PublicKey(), Fingerprint: ssh.FingerprintSHA256(s.k.Key().PublicKey())}, nil
 }
 
 // ListWrites lists what this launch has written.
 func (s *Server) ListWrites(ctx context.Context, _ *keeperv1.ListWritesRequest) (*keeperv1.ListWritesResponse, error) {
-	l, ok := launch(ctx)
+	l, ok := s.launch(ctx)
 	if !ok {
 		return nil, s.finish(ctx, l, "list_writes", errUnbound)
 	}
