@@ -98,6 +98,7 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 	if err != nil {
 		return CommitResult{}, err
 	}
+	st.ctx = ctx
 	if req.All {
 		err = st.stageAll("")
 	} else {

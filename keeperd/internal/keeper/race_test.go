@@ -144,3 +144,31 @@ func TestStageAllNeverStatsThroughASwappedInSymlink(t *testing.T) {
 		t.Fatalf("the outcome tells whether a host file exists:\n with:    %s\n without: %s", with, without)
 	}
 }
+
+// One request naming the same directory (or the whole worktree, as "",
+// "." or "./") many times walks it once: a box cannot make one commit hold
+// the repository lock and the index lock for a walk per copy.
+func TestStagePathsWalksEachDirectoryOnce(t *testing.T) {
+	f := newFixture(t, nil)
+	w, err := openWorktree(f.repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	walks := 0
+	s.afterCollect = func() { walks++ }
+	var paths []string
+	for i := 0; i < 1000; i++ {
+		paths = append(paths, ".", "src", "./src/", "", "./", "src/a.go")
+	}
+	if err := s.stagePaths(paths); err != nil {
+		t.Fatal(err)
+	}
+	if walks != 1 {
+		t.Fatalf("%d walks for %d paths naming the worktree and one directory, want 1", walks, len(paths))
+	}
+}

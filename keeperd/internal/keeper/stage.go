@@ -1,6 +1,7 @@
 package keeper
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -41,6 +42,8 @@ type stager struct {
 	infoAttrs  []gitattributes.MatchAttribute // .git/info/attributes (highest priority)
 	attrLoaded map[string]bool
 	seen       map[string]bool
+	// ctx, when set, ends a walk whose request has ended.
+	ctx context.Context
 	// afterCollect, when set (tests), runs between listing the worktree
 	// and lstat'ing what was listed: where a box's swap lands.
 	afterCollect func()
@@ -358,6 +361,9 @@ func (s *stager) readDir(rel string) ([]fs.DirEntry, error) {
 // and ignored untracked directories, and appends, directory by directory,
 // every other non-directory entry to out.
 func (s *stager) collect(rel string, top bool, out *[]*dirBatch) error {
+	if err := s.checkCtx(); err != nil {
+		return err
+	}
 	ents, err := s.readDir(rel)
 	if err != nil {
 		if !top && errors.Is(err, fs.ErrNotExist) {
@@ -415,10 +421,21 @@ func (s *stager) collect(rel string, top bool, out *[]*dirBatch) error {
 
 // stagePaths stages exactly the listed paths (files, directories or
 // deleted files), each confined to the worktree.
+// A path named twice is staged once, and a directory inside one already
+// walked is not walked again, so one request cannot repeat a walk per copy.
 func (s *stager) stagePaths(paths []string) error {
+	done := map[string]bool{}
+	walked := map[string]bool{}
 	for _, raw := range paths {
 		p, err := cleanPath(raw)
 		if err != nil {
+			return err
+		}
+		if done[p] {
+			continue
+		}
+		done[p] = true
+		if err := s.checkCtx(); err != nil {
 			return err
 		}
 		if err := s.w.checkNoSymlinkParents(p); err != nil {
@@ -428,6 +445,7 @@ func (s *stager) stagePaths(paths []string) error {
 			if err := s.stageAll(""); err != nil {
 				return err
 			}
+			walked[""] = true
 			continue
 		}
 		fi, err := s.w.root.Lstat(p)
@@ -451,9 +469,13 @@ func (s *stager) stagePaths(paths []string) error {
 		case err != nil:
 			return fmt.Errorf("%w: %q: %w", ErrPath, raw, err)
 		case fi.IsDir():
+			if insideWalked(walked, p) {
+				continue
+			}
 			if err := s.stageAll(p); err != nil {
 				return err
 			}
+			walked[p] = true
 		default:
 			if d := path.Dir(p); d != "." {
 				s.loadAncestors(d)
@@ -467,6 +489,28 @@ func (s *stager) stagePaths(paths []string) error {
 		}
 	}
 	return nil
+}
+
+// insideWalked reports whether dir or one of its parents (or the whole
+// worktree, "") is in walked.
+func insideWalked(walked map[string]bool, dir string) bool {
+	for d := dir; ; d = path.Dir(d) {
+		if walked[d] || walked[""] {
+			return true
+		}
+		if d == "." || !strings.Contains(d, "/") {
+			return false
+		}
+	}
+}
+
+// checkCtx ends the staging of a request that was cancelled or ran out of
+// time, so it gives back the repository and index locks.
+func (s *stager) checkCtx() error {
+	if s.ctx == nil {
+		return nil
+	}
+	return checkCtx(s.ctx)
 }
 
 func fileMode(fi fs.FileInfo) (filemode.FileMode, bool) {

@@ -64,6 +64,7 @@ func (k *Keeper) Status(ctx context.Context, l Launch) (Status, error) {
 	if err != nil {
 		return Status{}, err
 	}
+	st.ctx = ctx
 	if err := st.stageAll(""); err != nil {
 		return Status{}, err
 	}
