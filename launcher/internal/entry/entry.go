@@ -54,7 +54,7 @@ const DefaultPidsLimit = 1024
 // ErrFloor reports a floor the box does not have.
 var ErrFloor = errors.New("refusing to start: the promised security floor is missing")
 
-// CheckFloor verifies: not root, no effective capabilities, no_new_privs,
+// CheckFloor verifies: not root, no capabilities in any set, no_new_privs,
 // seccomp filtering, and a process ceiling no higher than promised. The
 // error names every part that is missing.
 //
@@ -74,8 +74,15 @@ func CheckFloor(p Paths, uid int, promised int64) error {
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrFloor, err)
 	}
-	if v := st["CapEff"]; strings.Trim(v, "0") != "" || v == "" {
-		missing = append(missing, fmt.Sprintf("CapEff is %q (want all capabilities dropped)", v))
+	// Every capability set must be empty, not only the effective one: a
+	// permitted capability is one capset(2) away from effective, an
+	// inheritable or ambient one survives execve, and a bounding one means
+	// --cap-drop=all was not applied. A set the kernel did not report is
+	// missing, not empty.
+	for _, k := range [...]string{"CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd"} {
+		if v := st[k]; strings.Trim(v, "0") != "" || v == "" {
+			missing = append(missing, fmt.Sprintf("%s is %q (want all capabilities dropped)", k, v))
+		}
 	}
 	if v := st["NoNewPrivs"]; v != "1" {
 		missing = append(missing, fmt.Sprintf("NoNewPrivs is %q (want 1)", v))

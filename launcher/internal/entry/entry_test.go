@@ -28,7 +28,8 @@ func fixture(t *testing.T, status, pids string) Paths {
 	return p
 }
 
-const goodStatus = "Name:\tx\nCapEff:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n"
+const goodStatus = "Name:\tx\nCapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n" +
+	"CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\nSeccomp:\t2\nSeccomp_filters:\t1\n"
 
 func TestCheckFloor(t *testing.T) {
 	if err := CheckFloor(fixture(t, goodStatus, "1024"), 1000, 1024); err != nil {
@@ -40,7 +41,15 @@ func TestCheckFloor(t *testing.T) {
 		why                []string
 	}{
 		{"root", goodStatus, "1024", 0, []string{"uid is 0"}},
-		{"caps", strings.Replace(goodStatus, "0000000000000000", "00000000a80425fb", 1), "1024", 1000, []string{`CapEff is "00000000a80425fb"`}},
+		{"caps", strings.Replace(goodStatus, "CapEff:\t0000000000000000", "CapEff:\t00000000a80425fb", 1), "1024", 1000, []string{`CapEff is "00000000a80425fb"`}},
+		// A permitted capability is one capset(2) away from effective; an
+		// ambient or inheritable one survives execve; a bounding one means
+		// --cap-drop=all was not applied.
+		{"permitted caps", strings.Replace(goodStatus, "CapPrm:\t0000000000000000", "CapPrm:\t0000000000200000", 1), "1024", 1000, []string{`CapPrm is "0000000000200000"`}},
+		{"ambient caps", strings.Replace(goodStatus, "CapAmb:\t0000000000000000", "CapAmb:\t0000000000000400", 1), "1024", 1000, []string{`CapAmb is "0000000000000400"`}},
+		{"inheritable caps", strings.Replace(goodStatus, "CapInh:\t0000000000000000", "CapInh:\t0000000000000001", 1), "1024", 1000, []string{`CapInh is "0000000000000001"`}},
+		{"bounding caps", strings.Replace(goodStatus, "CapBnd:\t0000000000000000", "CapBnd:\t000001ffffffffff", 1), "1024", 1000, []string{`CapBnd is "000001ffffffffff"`}},
+		{"no permitted line", strings.Replace(goodStatus, "CapPrm:\t0000000000000000\n", "", 1), "1024", 1000, []string{`CapPrm is ""`}},
 		{"nnp", strings.Replace(goodStatus, "NoNewPrivs:\t1", "NoNewPrivs:\t0", 1), "1024", 1000, []string{`NoNewPrivs is "0"`}},
 		{"seccomp", strings.Replace(goodStatus, "Seccomp:\t2", "Seccomp:\t0", 1), "1024", 1000, []string{`Seccomp is "0"`}},
 		{"pids max", goodStatus, "max", 1000, []string{`pids.max is "max", and RLIMIT_NPROC is unlimited (want a pids limit, or RLIMIT_NPROC at most the promised 1024)`}},
