@@ -57,7 +57,7 @@ func BenchmarkLaunch(b *testing.B) {
 			d := timed(func() { w.ok(b, "e2e-bench", "--room", "dev", "--repo", repo.dir, "--", "true") })
 			podman, bare, withRepo, dev = podman+p, bare+c, withRepo+r, dev+d
 			ratios = append(ratios, float64(c)/float64(p))
-			doors = append(doors, float64((d-r).Milliseconds()))
+			doors = append(doors, float64((d - r).Milliseconds()))
 		}
 	}
 	b.StopTimer()
