@@ -164,7 +164,7 @@ func (s *Scout) snapshot(ctx context.Context, req SnapshotRequest, maxBytes, max
 	// it: a pack that inflates past the ceilings (a zlib bomb, a delta
 	// whose target is huge) is refused by a first pass that inflates
 	// nothing into memory.
-	if err := checkPack(spool.f, maxBytes, sto.max); err != nil {
+	if err := checkPack(spool.f, maxBytes, sto.max, maxPackObjects(maxFiles)); err != nil {
 		return SnapshotResult{}, gitErr(err)
 	}
 	if _, err := spool.f.Seek(0, io.SeekStart); err != nil {
@@ -430,15 +430,25 @@ func (sp *spooledPack) close() {
 	_ = os.Remove(sp.f.Name())
 }
 
+// maxPackObjects is the most objects a depth-1 pack of a tree within
+// maxFiles entries holds: a blob or tree per entry, the root tree, the
+// commit and a chain of tags, with room to spare.
+func maxPackObjects(maxFiles int64) int64 { return maxFiles + 64 }
+
 // checkPack reads every object header of a pack and inflates each object
-// into nothing, refusing the pack when one object (or a delta's target)
-// would be larger than maxObject, when they add up past maxTotal, or when
-// an object inflates to more than its header declared.
-func checkPack(r io.Reader, maxObject, maxTotal int64) error {
+// into nothing, refusing the pack when it declares more than maxObjects
+// objects (each costs the parser its bookkeeping, however small), when one
+// object (or a delta's target) would be larger than maxObject, when they
+// add up past maxTotal, or when an object inflates to more than its header
+// declared.
+func checkPack(r io.Reader, maxObject, maxTotal, maxObjects int64) error {
 	sc := packfile.NewScanner(r)
 	_, count, err := sc.Header()
 	if err != nil {
 		return err
+	}
+	if int64(count) > maxObjects {
+		return &Error{Kind: KindTooLarge, Reason: ReasonTooManyFiles, Err: fmt.Errorf("pack of %d objects exceeds %d", count, maxObjects)}
 	}
 	var total int64
 	for range count {
