@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -56,7 +57,10 @@ func (c *sniffedConn) CloseWrite() error {
 }
 
 // muxListener hands gRPC connections to the gRPC server and raw ones to a
-// RawHandler.
+// RawHandler. Closing it (the server stopping, the door revoked) closes
+// every connection it has not handed to gRPC: those being sniffed and
+// those a raw handler serves, whether or not the handler watches its
+// context.
 type muxListener struct {
 	net.Listener
 	s     *Server
@@ -66,15 +70,41 @@ type muxListener struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
-	mu    sync.Mutex
-	err   error
+	// sniffs counts the connections still being told apart.
+	sniffs atomic.Int32
+	mu     sync.Mutex
+	err    error
+	// open holds the connections being sniffed or served raw; nil once
+	// closed.
+	open map[net.Conn]struct{}
 }
 
 func newMuxListener(l net.Listener, s *Server) *muxListener {
 	ctx, stop := context.WithCancel(context.Background())
-	m := &muxListener{Listener: l, s: s, conns: make(chan net.Conn), done: make(chan struct{}), ctx: ctx, stop: stop}
+	m := &muxListener{Listener: l, s: s, conns: make(chan net.Conn), done: make(chan struct{}), ctx: ctx, stop: stop,
+		open: map[net.Conn]struct{}{}}
 	go m.loop()
 	return m
+}
+
+// track records c as the mux's to close; false (and c closed) once the mux
+// is closed.
+func (m *muxListener) track(c net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.open == nil {
+		_ = c.Close()
+		return false
+	}
+	m.open[c] = struct{}{}
+	return true
+}
+
+// untrack forgets c: it was handed to gRPC or its handler returned.
+func (m *muxListener) untrack(c net.Conn) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.open, c)
 }
 
 func (m *muxListener) loop() {
@@ -87,15 +117,26 @@ func (m *muxListener) loop() {
 			_ = m.Close()
 			return
 		}
+		if !m.track(c) {
+			continue
+		}
 		m.wg.Add(1)
+		m.sniffs.Add(1)
 		go func() {
 			defer m.wg.Done()
+			defer m.untrack(c)
 			m.sniff(c)
 		}()
 	}
 }
 
 func (m *muxListener) sniff(c net.Conn) {
+	sniffing := true
+	defer func() {
+		if sniffing {
+			m.sniffs.Add(-1)
+		}
+	}()
 	var p Peer
 	if uc, ok := c.(*net.UnixConn); ok {
 		got, ok := unixPeer(uc)
@@ -122,6 +163,8 @@ func (m *muxListener) sniff(c net.Conn) {
 		}
 		if n == len(http2Preface) {
 			_ = c.SetReadDeadline(time.Time{})
+			// gRPC owns it from here, and its Stop closes it.
+			m.untrack(c)
 			select {
 			case m.conns <- &sniffedConn{Conn: c, r: br, peer: p}:
 			case <-m.done:
@@ -136,6 +179,15 @@ func (m *muxListener) sniff(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
+	m.sniffs.Add(-1)
+	sniffing = false
+	// A connection that finished its line after the door closed is not
+	// served: closing the mux closed it, but its line may have been read
+	// already.
+	if m.ctx.Err() != nil {
+		_ = c.Close()
+		return
+	}
 	m.s.serveRaw(m.ctx, p, string(bytes.TrimRight(line, "\r\n")), &sniffedConn{Conn: c, r: br, peer: p})
 }
 
@@ -159,6 +211,13 @@ func (m *muxListener) Close() error {
 		close(m.done)
 		m.stop()
 		err = m.Listener.Close()
+		m.mu.Lock()
+		open := m.open
+		m.open = nil
+		m.mu.Unlock()
+		for c := range open {
+			_ = c.Close()
+		}
 	})
 	return err
 }

@@ -3,8 +3,11 @@ package door
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -157,4 +160,79 @@ func TestRawWithoutHandlerIsNotServed(t *testing.T) {
 	if line, err := bufio.NewReader(c).ReadString('\n'); err == nil {
 		t.Fatalf("a door without a raw handler answered %q", line)
 	}
+}
+
+// TestRevocationCutsRawConnections: revoking a door closes its raw
+// connections in the runtime, whether or not the handler watches its
+// context, and a connection still saying what it is when the door is
+// revoked is never served.
+func TestRevocationCutsRawConnections(t *testing.T) {
+	al := &auditLog{}
+	served := make(chan string, 4)
+	// A handler that ignores its context: it reads until the connection
+	// ends.
+	naive := func(_ context.Context, line string, c net.Conn) {
+		defer func() { _ = c.Close() }()
+		served <- line
+		fmt.Fprintf(c, "ok\n")
+		_, _ = io.Copy(io.Discard, c)
+	}
+	m, err := NewMinter(MinterConfig{Door: "test", Dir: filepath.Join(shortDir(t), "launch"), Logger: al.logger(), Raw: naive})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close(context.Background())
+	got, err := m.Mint(context.Background(), MintRequest{LaunchID: "R", Account: "acct", PeerUID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	open, br, answer := rawDial(t, got.SocketPath, "OPEN")
+	if answer != "ok" {
+		t.Fatalf("raw answer %q", answer)
+	}
+	<-served
+	// A connection that has not finished its first line yet.
+	pending, err := net.DialTimeout("unix", got.SocketPath, 2*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = pending.Close() }()
+	if _, err := pending.Write([]byte("LA")); err != nil {
+		t.Fatal(err)
+	}
+	// Let the server accept it and start sniffing.
+	waitFor(t, "the pending connection to be sniffed", func() bool { return m.sniffing(got.DoorID) == 1 })
+
+	m.Revoke(got.DoorID)
+	_ = open.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := br.ReadString('\n'); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("raw connection survived revocation: %v", err)
+	}
+	_, _ = pending.Write([]byte("TE\n"))
+	_ = pending.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if line, err := bufio.NewReader(pending).ReadString('\n'); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("a connection sniffed across revocation: %q %v", line, err)
+	}
+	select {
+	case line := <-served:
+		t.Fatalf("raw handler served %q after revocation", line)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
+// sniffing is how many connections of door id are still being told apart.
+func (m *Minter) sniffing(id string) int {
+	m.mu.Lock()
+	d, ok := m.doors[id]
+	m.mu.Unlock()
+	if !ok {
+		return -1
+	}
+	d.srv.mu.Lock()
+	mux := d.srv.mux
+	d.srv.mu.Unlock()
+	if mux == nil {
+		return -1
+	}
+	return int(mux.sniffs.Load())
 }

@@ -76,6 +76,9 @@ type Server struct {
 
 	mu      sync.Mutex
 	serving bool
+	// mux is the listener that tells raw connections from gRPC ones; nil
+	// without a raw handler.
+	mux *muxListener
 }
 
 // NewServer builds a server from cfg. Register services on GRPC() before
@@ -113,13 +116,14 @@ func (s *Server) GRPC() *grpc.Server { return s.grpc }
 
 // Serve serves on l until Stop. Health reports SERVING from here on.
 func (s *Server) Serve(l net.Listener) error {
+	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.mu.Lock()
 	s.serving = true
-	s.mu.Unlock()
-	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	if s.cfg.Raw != nil {
-		l = newMuxListener(l, s)
+		s.mux = newMuxListener(l, s)
+		l = s.mux
 	}
+	s.mu.Unlock()
 	err := s.grpc.Serve(l)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
