@@ -137,7 +137,8 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// Limits are the server-side ceilings.
 	Limits Limits
-	// GitHubAPI is the GitHub REST base URL; empty means
+	// GitHubAPI is the GitHub REST base URL, https only (AllowHTTP does
+	// not apply: the token never travels in clear); empty means
 	// https://api.github.com.
 	GitHubAPI string
 	// Token is sent as a bearer token to GitHubAPI's host, and nowhere else.
@@ -187,7 +188,7 @@ func New(cfg Config) (*Scout, error) {
 	if err != nil {
 		return nil, fmt.Errorf("github api %q: %w", api, err)
 	}
-	if u.Scheme != "https" && !cfg.AllowHTTP {
+	if u.Scheme != "https" {
 		return nil, fmt.Errorf("github api %q: https only (the token must not travel in clear)", api)
 	}
 	if u.Target.IsIP() {
