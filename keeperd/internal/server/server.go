@@ -171,6 +171,11 @@ func (s *Server) launch(ctx context.Context) (keeper.Launch, bool) {
 	s.mu.Lock()
 	pin := s.pins[b.DoorID]
 	s.mu.Unlock()
+	if pin == nil {
+		// Every door keeperd serves was pinned by Validate; one that was
+		// not is no door of this server's, and gets nothing.
+		return keeper.Launch{}, false
+	}
 	return keeper.Launch{ID: b.LaunchID, Account: b.Account, Repo: b.Bindings[BindingRepo], ManifestDigest: b.Bindings[BindingManifest], Pin: pin}, true
 }
 
