@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -85,12 +86,15 @@ func TestServeCommitVerify(t *testing.T) {
 	}()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(doorSock); err == nil {
+		// Ready when it accepts a connection: the file appears at bind,
+		// before the listen that makes it answer.
+		if c, err := net.Dial("unix", doorSock); err == nil {
+			_ = c.Close()
 			break
 		}
 		if time.Now().After(deadline) {
 			cancel()
-			t.Fatalf("door socket never appeared; logs:\n%s", logs.String())
+			t.Fatalf("door socket never answered; logs:\n%s", logs.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
