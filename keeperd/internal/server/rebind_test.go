@@ -1,11 +1,13 @@
 package server
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/bounded-systems/claude-box/guestroom/door"
 	keeperv1 "github.com/bounded-systems/claude-box/proto/claudebox/keeper/v1"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,5 +64,39 @@ func TestDoorStaysOnTheRepositoryItWasMintedFor(t *testing.T) {
 				t.Fatalf("the other repository's HEAD moved to %s", got)
 			}
 		})
+	}
+}
+
+// A door whose binding keeperd never validated (a minter wired without
+// Server.Validate) has no pin, and gets nothing: the check fails closed
+// instead of being skipped.
+func TestUnpinnedDoorIsRefused(t *testing.T) {
+	f := newFixture(t)
+	m, err := door.NewMinter(door.MinterConfig{
+		Door: DoorName, Version: "test", Dir: filepath.Join(filepath.Dir(filepath.Dir(f.repo)), "unpinned"),
+		Register: f.srv.Register, Validate: func(door.Binding) error { return nil },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close(ctx5(t)) })
+	minted, err := m.Mint(context.Background(), door.MintRequest{LaunchID: "L2", Account: "work", Bindings: map[string]string{"repo": f.repo}, PeerUID: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc, err := door.Dial(minted.SocketPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	c := keeperv1.NewKeeperServiceClient(cc)
+	head := strings.TrimSpace(git(t, f.repo, "rev-parse", "HEAD"))
+	os.WriteFile(filepath.Join(f.repo, "README"), []byte("changed\n"), 0o644)
+	_, err = c.Commit(ctx5(t), &keeperv1.CommitRequest{Message: "m", All: true})
+	if status.Code(err) != codes.PermissionDenied || status.Convert(err).Message() != "denied: this socket is not a keeper door" {
+		t.Fatalf("commit on an unpinned door = %v, want PermissionDenied", err)
+	}
+	if got := strings.TrimSpace(git(t, f.repo, "rev-parse", "HEAD")); got != head {
+		t.Fatalf("HEAD moved to %s", got)
 	}
 }
