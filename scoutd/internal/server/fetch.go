@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"time"
@@ -71,7 +72,7 @@ func (s *Server) fetch(ctx context.Context, a fetchArgs, sink fetchSink) error {
 func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingServer[scoutv1.FetchResponse]) error {
 	ctx := stream.Context()
 	err := s.fetch(ctx, fetchArgs{URL: req.GetUrl(), MaxBytes: req.GetMaxBytes(), Timeout: time.Duration(req.GetTimeoutMs()) * time.Millisecond},
-		&fetchWriter{stream: stream})
+		&fetchWriter{stream: stream, idle: s.scout.Limits().Idle})
 	return toStatus(ctx, err)
 }
 
@@ -79,17 +80,20 @@ func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingSer
 // chunks of at most ChunkSize, the last one with the trailer.
 type fetchWriter struct {
 	stream grpc.ServerStreamingServer[scoutv1.FetchResponse]
+	idle   time.Duration
 	buf    []byte
 }
 
 func (w *fetchWriter) WriteHead(h scout.Head) error {
-	return w.stream.Send(&scoutv1.FetchResponse{Head: &scoutv1.FetchHead{
-		Status:         int32(h.Status),
-		ContentType:    valid(h.ContentType),
-		FinalUrl:       valid(h.FinalURL),
-		Redirects:      int32(h.Redirects),
-		DeclaredLength: h.DeclaredLength,
-	}})
+	return sendWithin(w.idle, func() error {
+		return w.stream.Send(&scoutv1.FetchResponse{Head: &scoutv1.FetchHead{
+			Status:         int32(h.Status),
+			ContentType:    valid(h.ContentType),
+			FinalUrl:       valid(h.FinalURL),
+			Redirects:      int32(h.Redirects),
+			DeclaredLength: h.DeclaredLength,
+		}})
+	})
 }
 
 func (w *fetchWriter) Write(p []byte) (int, error) {
@@ -111,7 +115,9 @@ func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
 	if len(w.buf) == 0 && tr == nil {
 		return nil
 	}
-	if err := w.stream.Send(&scoutv1.FetchResponse{Chunk: w.buf, Trailer: tr}); err != nil {
+	m := &scoutv1.FetchResponse{Chunk: w.buf, Trailer: tr}
+	if err := sendWithin(w.idle, func() error { return w.stream.Send(m) }); err != nil {
+		w.buf = nil // an abandoned Send may still hold it
 		return err
 	}
 	w.buf = w.buf[:0] // Send has encoded the message: the buffer is ours again
@@ -239,4 +245,31 @@ func (w *rawWriter) fail(ctx context.Context, err error) {
 		return
 	}
 	_ = w.end(wire.End{Error: we})
+}
+
+// errClientStalled is a send that the client did not take within the idle
+// ceiling.
+var errClientStalled = &scout.Error{Kind: scout.KindTimeout, Reason: scout.ReasonIdleTimeout, Err: errors.New("the client took no bytes within the idle ceiling")}
+
+// sendWithin runs send, giving up when it has not returned within idle:
+// gRPC's Send blocks for as long as the client keeps its stream open and
+// does not read, and a box that stops reading must not hold its slot (and
+// a snapshot's repository in memory) forever, as the raw path's write
+// deadline ensures there. The handler then returns with the error, which
+// ends the stream and with it the abandoned Send; nothing sends on the
+// stream after a failed send.
+func sendWithin(idle time.Duration, send func() error) error {
+	if idle <= 0 {
+		return send()
+	}
+	done := make(chan error, 1)
+	go func() { done <- send() }()
+	t := time.NewTimer(idle)
+	defer t.Stop()
+	select {
+	case err := <-done:
+		return err
+	case <-t.C:
+		return errClientStalled
+	}
 }

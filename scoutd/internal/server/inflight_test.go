@@ -40,7 +40,7 @@ type capWorld struct {
 	grpcs   map[string]*client.Client
 }
 
-func newCapWorld(t *testing.T, slowBody int) *capWorld {
+func newCapWorld(t *testing.T, slowBody int, mods ...func(*scout.Config)) *capWorld {
 	t.Helper()
 	w := &capWorld{release: make(chan struct{}), logs: &syncBuf{}, doors: map[string]door.Minted{}, grpcs: map[string]*client.Client{}}
 	ca := scouttest.NewCA(t, "slow.test")
@@ -71,8 +71,12 @@ func newCapWorld(t *testing.T, slowBody int) *capWorld {
 	}
 	res := &dest.Static{}
 	res.Add("slow.test", netip.MustParseAddr("127.0.0.1"))
-	sc, err := scout.New(scout.Config{Allow: allow, Resolver: res, RootCAs: ca.Pool,
-		Addrs: dest.AddrPolicy{AllowPrivate: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}})
+	cfg := scout.Config{Allow: allow, Resolver: res, RootCAs: ca.Pool,
+		Addrs: dest.AddrPolicy{AllowPrivate: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}}
+	for _, mod := range mods {
+		mod(&cfg)
+	}
+	sc, err := scout.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

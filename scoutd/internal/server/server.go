@@ -156,7 +156,7 @@ func (s *Server) Snapshot(req *scoutv1.SnapshotRequest, stream grpc.ServerStream
 	}
 	defer release()
 	b, _ := door.BindingFrom(ctx)
-	w := &snapWriter{stream: stream}
+	w := &snapWriter{stream: stream, idle: s.scout.Limits().Idle}
 	res, err := s.scout.Snapshot(ctx, scout.SnapshotRequest{
 		URL:      req.GetUrl(),
 		Ref:      req.GetRef(),
@@ -426,6 +426,7 @@ func itoa(n int64) string {
 // ChunkSize, the last one with the trailer.
 type snapWriter struct {
 	stream grpc.ServerStreamingServer[scoutv1.SnapshotResponse]
+	idle   time.Duration
 	buf    []byte
 	sent   int64
 }
@@ -449,7 +450,9 @@ func (w *snapWriter) flush(tr *scoutv1.SnapshotTrailer) error {
 	if len(w.buf) == 0 && tr == nil {
 		return nil
 	}
-	if err := w.stream.Send(&scoutv1.SnapshotResponse{Chunk: w.buf, Trailer: tr}); err != nil {
+	m := &scoutv1.SnapshotResponse{Chunk: w.buf, Trailer: tr}
+	if err := sendWithin(w.idle, func() error { return w.stream.Send(m) }); err != nil {
+		w.buf = nil // an abandoned Send may still hold it
 		return err
 	}
 	w.sent += int64(len(w.buf))
