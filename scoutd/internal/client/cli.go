@@ -418,7 +418,9 @@ func (c *command) explain(err error) error {
 	}
 	st, ok := status.FromError(err)
 	if !ok {
-		return err
+		// Local failures can repeat what the door sent (an OS error names
+		// the path a snapshot carried): escaped like every other message.
+		return &escapedError{err}
 	}
 	switch st.Code() {
 	case codes.Unavailable:
@@ -442,6 +444,12 @@ type Error struct {
 }
 
 func (e *Error) Error() string { return e.Msg }
+
+// escapedError is err with its message escaped for a terminal.
+type escapedError struct{ err error }
+
+func (e *escapedError) Error() string { return escape(e.err.Error()) }
+func (e *escapedError) Unwrap() error { return e.err }
 
 func reasonOf(st *status.Status) string {
 	for _, d := range st.Details() {
