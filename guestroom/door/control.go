@@ -19,8 +19,10 @@ type Control struct {
 // ServeControl listens at path and serves m's control service there. On
 // failure the minter is closed, so the daemon leaves nothing behind.
 func ServeControl(m *Minter, path string, log *slog.Logger) (*Control, error) {
+	// Every launch holds a control connection for its lease, and only the
+	// daemon's own uid connects: the ceiling is far above a guest door's.
 	srv := NewServer(Config{Door: m.cfg.Door, Logger: log, Authorize: SameUser(), AuditBudget: m.cfg.AuditBudget,
-		Informational: []string{doorv1.ControlService_GetStatus_FullMethodName}})
+		Informational: []string{doorv1.ControlService_GetStatus_FullMethodName}, limits: connLimits{grpc: maxControlConns}})
 	m.RegisterControl(srv.GRPC())
 	l, err := Listen(path)
 	if err != nil {

@@ -23,6 +23,13 @@
 // gRPC (RawHandler) for bulk byte streams, under the same authorization,
 // binding and audit.
 //
+// A door bounds what a guest can hold open on it: at most 128 gRPC
+// connections (one beyond is closed at once and audited under ConnMethod
+// with ReasonTooManyConnections) and 128 connections still saying what they
+// are, each for at most rawDeadline (the next waits, unread, in the
+// kernel's backlog). Revocation closes every connection of the door, raw
+// ones included.
+//
 // Refusals, the allowed calls of the methods a door declares informational
 // (Config.Informational) and the records the runtime writes for calls their
 // handler did not audit are budgeted per launch, each kind in its own

@@ -52,7 +52,11 @@ func (peerCreds) ClientHandshake(_ context.Context, _ string, c net.Conn) (net.C
 
 func (peerCreds) ServerHandshake(c net.Conn) (net.Conn, credentials.AuthInfo, error) {
 	p := Peer{UID: -1, GID: -1, PID: -1}
-	switch conn := c.(type) {
+	inner := c
+	if lc, ok := c.(*limitedConn); ok {
+		inner = lc.Conn
+	}
+	switch conn := inner.(type) {
 	case *sniffedConn:
 		p = conn.peer
 	case *net.UnixConn:

@@ -70,8 +70,11 @@ type muxListener struct {
 	ctx   context.Context
 	stop  context.CancelFunc
 	wg    sync.WaitGroup
-	// sniffs counts the connections still being told apart.
+	// sniffs counts the connections still being told apart; slot holds
+	// one token for each, so that no more than its capacity are: the next
+	// one waits in the kernel's backlog until one is told apart or gives up.
 	sniffs atomic.Int32
+	slot   chan struct{}
 	mu     sync.Mutex
 	err    error
 	// open holds the connections being sniffed or served raw; nil once
@@ -79,10 +82,10 @@ type muxListener struct {
 	open map[net.Conn]struct{}
 }
 
-func newMuxListener(l net.Listener, s *Server) *muxListener {
+func newMuxListener(l net.Listener, s *Server, maxSniffs int) *muxListener {
 	ctx, stop := context.WithCancel(context.Background())
 	m := &muxListener{Listener: l, s: s, conns: make(chan net.Conn), done: make(chan struct{}), ctx: ctx, stop: stop,
-		open: map[net.Conn]struct{}{}}
+		slot: make(chan struct{}, maxSniffs), open: map[net.Conn]struct{}{}}
 	go m.loop()
 	return m
 }
@@ -109,6 +112,11 @@ func (m *muxListener) untrack(c net.Conn) {
 
 func (m *muxListener) loop() {
 	for {
+		select {
+		case m.slot <- struct{}{}:
+		case <-m.done:
+			return
+		}
 		c, err := m.Listener.Accept()
 		if err != nil {
 			m.mu.Lock()
@@ -118,6 +126,7 @@ func (m *muxListener) loop() {
 			return
 		}
 		if !m.track(c) {
+			<-m.slot
 			continue
 		}
 		m.wg.Add(1)
@@ -130,11 +139,17 @@ func (m *muxListener) loop() {
 	}
 }
 
+// sniffed gives back the slot of a connection told apart (or closed).
+func (m *muxListener) sniffed() {
+	m.sniffs.Add(-1)
+	<-m.slot
+}
+
 func (m *muxListener) sniff(c net.Conn) {
 	sniffing := true
 	defer func() {
 		if sniffing {
-			m.sniffs.Add(-1)
+			m.sniffed()
 		}
 	}()
 	var p Peer
@@ -179,7 +194,7 @@ func (m *muxListener) sniff(c net.Conn) {
 		return
 	}
 	_ = c.SetReadDeadline(time.Time{})
-	m.sniffs.Add(-1)
+	m.sniffed()
 	sniffing = false
 	// A connection that finished its line after the door closed is not
 	// served: closing the mux closed it, but its line may have been read

@@ -47,6 +47,8 @@ type Config struct {
 	Informational []string
 	// binding, when set, is attached to every call (minted and standing doors).
 	binding *Binding
+	// limits are the connection ceilings; zero means the defaults.
+	limits connLimits
 }
 
 // Flow-control windows and buffers of every door server. gRPC's 64 KiB
@@ -119,11 +121,13 @@ func (s *Server) Serve(l net.Listener) error {
 	s.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	s.mu.Lock()
 	s.serving = true
+	limits := s.cfg.limits.withDefaults()
 	if s.cfg.Raw != nil {
-		s.mux = newMuxListener(l, s)
+		s.mux = newMuxListener(l, s, limits.sniffing)
 		l = s.mux
 	}
 	s.mu.Unlock()
+	l = newLimitListener(l, s, limits.grpc)
 	err := s.grpc.Serve(l)
 	if errors.Is(err, grpc.ErrServerStopped) {
 		return nil
