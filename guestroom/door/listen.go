@@ -91,7 +91,9 @@ func (l *unixListener) Close() error {
 }
 
 // ensurePrivateDir creates dir 0700 when missing and refuses an existing
-// directory that others may write to.
+// directory that others may write to, or that another user owns (its owner
+// could swap a socket for a link between bind and the chmod or chown that
+// follows, and have the daemon change a file of its choosing).
 func ensurePrivateDir(dir string) error {
 	fi, err := os.Stat(dir)
 	switch {
@@ -106,6 +108,13 @@ func ensurePrivateDir(dir string) error {
 		return fmt.Errorf("socket dir %s is not a directory", dir)
 	case fi.Mode().Perm()&0o022 != 0 && fi.Mode()&os.ModeSticky == 0:
 		return fmt.Errorf("socket dir %s is writable by others (mode %04o): refusing", dir, fi.Mode().Perm())
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return fmt.Errorf("socket dir %s: owner unknown: refusing", dir)
+	}
+	if uid := int(st.Uid); uid != os.Geteuid() && uid != 0 {
+		return fmt.Errorf("socket dir %s is owned by uid %d, not this daemon's uid %d: refusing", dir, uid, os.Geteuid())
 	}
 	return nil
 }

@@ -347,13 +347,23 @@ func (d *live) addr() string {
 //   - otherwise the socket is 0666. Its directory is 0700 and owned by the
 //     daemon, so on the host nobody else can reach it; in the box the bind
 //     mount exposes only this one socket, to the box's user.
+//
+// It changes only the socket: a path that is not one (a link put in its
+// place) is refused, and the chown does not follow links.
 func grantAccess(path string, peerUID int) error {
+	fi, err := os.Lstat(path)
+	if err != nil {
+		return err
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		return fmt.Errorf("%s is not a socket (mode %s): refusing to grant access to it", path, fi.Mode())
+	}
 	self := os.Geteuid()
 	switch {
 	case peerUID >= 0 && peerUID == self:
 		return nil
 	case peerUID >= 0 && self == 0:
-		return os.Chown(path, peerUID, -1)
+		return os.Lchown(path, peerUID, -1)
 	default:
 		return os.Chmod(path, 0o666)
 	}
