@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode"
 )
 
 // Launch is what one launch of a guest was granted and denied: the single
@@ -102,10 +103,12 @@ func (l Launch) Rulebook() string {
 	return b.String()
 }
 
-// text keeps a value on its line: one holding a control character (which
-// could forge a section) is rendered quoted.
+// text keeps a value on its line and as it reads: one holding a rune that
+// is not printable (a control character or line separator, which could
+// forge a section; a bidi override, which could reorder what a reader sees)
+// is rendered quoted, every such rune escaped.
 func text(s string) string {
-	if strings.ContainsFunc(s, isControl) {
+	if strings.ContainsFunc(s, func(r rune) bool { return !unicode.IsPrint(r) }) {
 		return strconv.Quote(s)
 	}
 	return s

@@ -108,7 +108,12 @@ func parseSpecCaveat(seg string) (Caveat, error) {
 	return Caveat{Key: k, Value: v}, nil
 }
 
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
+// isControl reports a rune that can break a line or is otherwise not text:
+// C0 and C1 controls (NEL included), DEL, and the Unicode line and
+// paragraph separators.
+func isControl(r rune) bool {
+	return r < 0x20 || (r >= 0x7f && r <= 0x9f) || r == '\u2028' || r == '\u2029'
+}
 
 // String renders the spec in its canonical form, NAME[:k=v...][@/host/sock],
 // which ParseDoorSpec reads back to the same spec.

@@ -189,6 +189,9 @@ func TestCaveatValidate(t *testing.T) {
 		{"key with space", cv("a b", "x"), "space"},
 		{"key with newline", cv("a\nb", "x"), "control"},
 		{"value with newline", cv("a", "x\ny"), "control"},
+		{"value with a line separator", cv("a", "x\u2028y"), "control"},
+		{"value with NEL", cv("a", "x\u0085y"), "control"},
+		{"key with a paragraph separator", cv("a\u2029b", "x"), "control"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
