@@ -500,6 +500,8 @@ func TestMintRefusals(t *testing.T) {
 		{"duplicate launch", f, &doorv1.MintDoorRequest{LaunchId: "dup", Account: "a"}, codes.AlreadyExists, "already has a live door"},
 		{"unknown caveat", f, &doorv1.MintDoorRequest{LaunchId: "x", Account: "a", Caveats: []*doorv1.Caveat{{Key: "path", Value: "/"}}}, codes.InvalidArgument, "unknown caveat path=/"},
 		{"empty caveat key", f, &doorv1.MintDoorRequest{LaunchId: "x", Account: "a", Caveats: []*doorv1.Caveat{{Value: "v"}}}, codes.InvalidArgument, "empty key"},
+		{"caveat value with a newline", f, &doorv1.MintDoorRequest{LaunchId: "x", Account: "a", Caveats: []*doorv1.Caveat{{Key: "host", Value: "a\nb"}}}, codes.InvalidArgument, "control character"},
+		{"caveat key with a separator", f, &doorv1.MintDoorRequest{LaunchId: "x", Account: "a", Caveats: []*doorv1.Caveat{{Key: "host=x", Value: "v"}}}, codes.InvalidArgument, "separator"},
 		{"caveat on a door without verifiers", noCaveats, &doorv1.MintDoorRequest{LaunchId: "x", Account: "a", Caveats: []*doorv1.Caveat{{Key: "host", Value: "h"}}}, codes.InvalidArgument, "interprets no caveats"},
 		{"bindings on a door without bindings", noCaveats, &doorv1.MintDoorRequest{LaunchId: "x", Account: "a", Bindings: map[string]string{"repo": "/"}}, codes.InvalidArgument, "takes no bindings"},
 		{"negative ttl", f, &doorv1.MintDoorRequest{LaunchId: "x", Account: "a", Ttl: durationpb.New(-time.Second)}, codes.InvalidArgument, "negative ttl"},

@@ -182,9 +182,12 @@ func newID() string {
 }
 
 func (m *Minter) validate(b Binding) error {
+	// The engine's own rule first (a key, no separator in it, no control
+	// character anywhere), so that no daemon's Validate sees a caveat that
+	// could not have been granted.
 	for _, c := range b.Caveats {
-		if c.Key == "" {
-			return fmt.Errorf("%w: caveat with empty key", ErrBadMint)
+		if err := c.Validate(); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadMint, err)
 		}
 	}
 	if m.cfg.Validate == nil {
