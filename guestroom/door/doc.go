@@ -7,7 +7,10 @@
 // through which the host-side launcher mints doors. A minted door is a fresh
 // socket bound server-side to a launch id, an account and caveats; the guest
 // API served on it sees those values through BindingFrom, never values the
-// caller claims. Possessing the socket is the grant.
+// caller claims. Possessing the socket is the grant. A door minted through
+// the control service lives while a lease (HoldLease) holds it: one no
+// lease claims within MinterConfig.LeaseGrace (a minute) is revoked, so a
+// launcher that dies between mint and lease leaves no door behind.
 //
 // Who may reach what: control sockets live in a 0700 directory, are 0600 and
 // admit only the daemon's own uid (SameUser). Minted sockets live in a 0700

@@ -47,6 +47,13 @@ var (
 // StandingDoorID is the DoorID of a standing door.
 const StandingDoorID = "standing"
 
+// DefaultLeaseGrace is how long a door minted through the control service
+// waits for its lease (see MinterConfig.LeaseGrace).
+const DefaultLeaseGrace = time.Minute
+
+// ReasonLeaseNotHeld is the revoke reason of a door no lease claimed in time.
+const ReasonLeaseNotHeld = "lease_not_held"
+
 // MinterConfig configures a Minter.
 type MinterConfig struct {
 	// Door is the door name, e.g. "net".
@@ -86,6 +93,11 @@ type MinterConfig struct {
 	Informational []string
 	// MaxTTL caps a requested TTL; zero means no cap.
 	MaxTTL time.Duration
+	// LeaseGrace is how long a door minted through the control service
+	// may go unclaimed by a lease (HoldLease) before it is revoked, so that
+	// a launcher that dies between mint and lease leaves no door behind;
+	// zero means DefaultLeaseGrace, negative never revokes an unleased door.
+	LeaseGrace time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -122,6 +134,10 @@ type live struct {
 	srv   *Server
 	l     net.Listener
 	timer *time.Timer
+	// grace revokes the door unless a lease claims it first; leased is
+	// set, under the minter's mu, once one has.
+	grace  *time.Timer
+	leased bool
 }
 
 // Minter mints, tracks and revokes launch-scoped doors, and serves the
@@ -419,6 +435,9 @@ func (m *Minter) revoke(ctx context.Context, doorID, reason string) bool {
 	if d.timer != nil {
 		d.timer.Stop()
 	}
+	if d.grace != nil {
+		d.grace.Stop()
+	}
 	// Revocation cuts: open streams end now. The launch's counted refusals
 	// are summarized before its revoke record.
 	d.srv.GRPC().Stop()
@@ -462,6 +481,30 @@ func (m *Minter) Close(ctx context.Context) {
 	case <-done:
 	case <-ctx.Done():
 	}
+}
+
+// awaitLease revokes the door id after the lease grace unless a lease has
+// claimed it by then.
+func (m *Minter) awaitLease(id string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	grace := m.cfg.LeaseGrace
+	if grace == 0 {
+		grace = DefaultLeaseGrace
+	}
+	d, ok := m.doors[id]
+	if !ok || grace < 0 || d.leased {
+		return
+	}
+	d.grace = time.AfterFunc(grace, func() {
+		m.mu.Lock()
+		d, ok := m.doors[id]
+		leased := ok && d.leased
+		m.mu.Unlock()
+		if ok && !leased {
+			m.revoke(context.Background(), id, ReasonLeaseNotHeld)
+		}
+	})
 }
 
 // RegisterControl serves the control service (mint, revoke, lease, status)
@@ -512,6 +555,7 @@ func (c *control) MintDoor(ctx context.Context, req *doorv1.MintDoorRequest) (*d
 			Attrs: []slog.Attr{slog.String("why", err.Error())}})
 		return nil, controlStatus(err)
 	}
+	c.m.awaitLease(got.DoorID)
 	resp := &doorv1.MintDoorResponse{SocketPath: got.SocketPath, DoorId: got.DoorID, Address: got.Address, Token: got.Token}
 	if !got.ExpiresAt.IsZero() {
 		resp.ExpiresAt = timestamppb.New(got.ExpiresAt)
@@ -546,6 +590,15 @@ func (c *control) HoldLease(stream doorv1.ControlService_HoldLeaseServer) error 
 		for _, id := range req.GetDoorIds() {
 			if _, ok := c.m.doors[id]; !ok || id == StandingDoorID {
 				missing = append(missing, id)
+			}
+		}
+		if len(missing) == 0 {
+			for _, id := range req.GetDoorIds() {
+				d := c.m.doors[id]
+				d.leased = true
+				if d.grace != nil {
+					d.grace.Stop()
+				}
 			}
 		}
 		c.m.mu.Unlock()
