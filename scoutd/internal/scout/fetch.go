@@ -144,7 +144,7 @@ func badEncoding(err error) *Error {
 const (
 	copyChunk   = 256 << 10
 	copyFill    = 128 << 10 // a read stops filling a buffer past this
-	copyBuffers = 6
+	copyBuffers = 12
 )
 
 // copyBody copies r to w like io.Copy and returns the size and the hex
