@@ -56,7 +56,12 @@ func TestEntrypointRefusesAWeakFloor(t *testing.T) {
 		{
 			name:   "capability added",
 			weaken: func(*plannedBox) []string { return []string{"--cap-add=SYS_ADMIN"} },
-			part:   `CapEff is "0000000000200000" (want all capabilities dropped)`,
+			// podman adds it to every set; the entrypoint names each one.
+			part: `CapEff is "0000000000200000" (want all capabilities dropped); ` +
+				`CapPrm is "0000000000200000" (want all capabilities dropped); ` +
+				`CapInh is "0000000000200000" (want all capabilities dropped); ` +
+				`CapAmb is "0000000000200000" (want all capabilities dropped); ` +
+				`CapBnd is "0000000000200000" (want all capabilities dropped)`,
 		},
 		{
 			name:   "seccomp unconfined",
