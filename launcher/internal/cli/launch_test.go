@@ -43,22 +43,35 @@ func TestControlSocketsAndImageRef(t *testing.T) {
 	}
 }
 
-func TestRepoRWRefusedWithKeeper(t *testing.T) {
+// An unsafe escape and the door it would undermine are refused together,
+// whichever way the door was asked for: --repo-rw with the keeper door (a
+// writable .git could steer keeperd), --net-open with the net door (the
+// door would police nothing). Both are usage errors; the second has a hint.
+func TestUnsafeEscapeRefusedWithItsDoor(t *testing.T) {
 	cat, err := plan.Catalog(plan.ControlSockets{RunDir: "/run/test"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	const repoRW, netOpen = "--repo-rw cannot be combined with the keeper door", "--net-open cannot be combined with the net door"
 	cases := []struct {
-		name    string
-		args    LaunchArgs
-		refused bool
+		name string
+		args LaunchArgs
+		// refused is the refusal's text, "" when the launch may go on.
+		refused string
+		hint    string
 	}{
-		{"keeper alone", LaunchArgs{Keeper: true}, false},
-		{"repo-rw alone", LaunchArgs{RepoRW: true}, false},
-		{"repo-rw with net", LaunchArgs{RepoRW: true, Net: true}, false},
-		{"repo-rw with --keeper", LaunchArgs{RepoRW: true, Keeper: true}, true},
-		{"repo-rw with the dev room", LaunchArgs{RepoRW: true, Rooms: []string{"dev"}}, true},
-		{"repo-rw with --door keeper", LaunchArgs{RepoRW: true, Doors: []string{"keeper"}}, true},
+		{"keeper alone", LaunchArgs{Keeper: true}, "", ""},
+		{"repo-rw alone", LaunchArgs{RepoRW: true}, "", ""},
+		{"repo-rw with net", LaunchArgs{RepoRW: true, Net: true}, "", ""},
+		{"repo-rw with --keeper", LaunchArgs{RepoRW: true, Keeper: true}, repoRW, ""},
+		{"repo-rw with the dev room", LaunchArgs{RepoRW: true, Rooms: []string{"dev"}}, repoRW, ""},
+		{"repo-rw with --door keeper", LaunchArgs{RepoRW: true, Doors: []string{"keeper"}}, repoRW, ""},
+		{"net-open alone", LaunchArgs{NetOpen: true}, "", ""},
+		{"net alone", LaunchArgs{Net: true}, "", ""},
+		{"net-open with keeper and scout", LaunchArgs{NetOpen: true, Keeper: true, Scout: true}, "", ""},
+		{"net-open with --net", LaunchArgs{NetOpen: true, Net: true}, netOpen, "use --net"},
+		{"net-open with the dev room", LaunchArgs{NetOpen: true, Rooms: []string{"dev"}}, netOpen, "use --net"},
+		{"net-open with --door net", LaunchArgs{NetOpen: true, Doors: []string{"net:host=example.com"}}, netOpen, "use --net"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,56 +79,19 @@ func TestRepoRWRefusedWithKeeper(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			err = refuseRepoRWWithKeeper(tc.args, g)
-			if tc.refused != (err != nil) {
-				t.Fatalf("err = %v, refused want %v", err, tc.refused)
-			}
-			if err != nil && (!errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--repo-rw cannot be combined with the keeper door")) {
-				t.Fatalf("err = %v", err)
-			}
-		})
-	}
-}
-
-// --net-open and the net door contradict each other: refused, with a hint,
-// whichever way the net door was asked for.
-func TestNetOpenRefusedWithTheNetDoor(t *testing.T) {
-	cat, err := plan.Catalog(plan.ControlSockets{RunDir: "/run/test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cases := []struct {
-		name    string
-		args    LaunchArgs
-		refused bool
-	}{
-		{"net-open alone", LaunchArgs{NetOpen: true}, false},
-		{"net alone", LaunchArgs{Net: true}, false},
-		{"net-open with keeper and scout", LaunchArgs{NetOpen: true, Keeper: true, Scout: true}, false},
-		{"net-open with --net", LaunchArgs{NetOpen: true, Net: true}, true},
-		{"net-open with the dev room", LaunchArgs{NetOpen: true, Rooms: []string{"dev"}}, true},
-		{"net-open with --door net", LaunchArgs{NetOpen: true, Doors: []string{"net:host=example.com"}}, true},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			g, err := grants(tc.args, cat)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = refuseNetOpenWithNetDoor(tc.args, g)
-			if tc.refused != (err != nil) {
-				t.Fatalf("err = %v, refused want %v", err, tc.refused)
+			err = errors.Join(refuseRepoRWWithKeeper(tc.args, g), refuseNetOpenWithNetDoor(tc.args, g))
+			if (tc.refused != "") != (err != nil) {
+				t.Fatalf("err = %v, want refused %q", err, tc.refused)
 			}
 			if err == nil {
 				return
 			}
-			var h *HintedError
-			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), "--net-open cannot be combined with the net door") ||
-				!errors.As(err, &h) || !strings.Contains(h.Hint, "use --net") {
-				t.Fatalf("err = %v", err)
+			if !errors.Is(err, ErrUsage) || !strings.Contains(err.Error(), tc.refused) || ExitCode(err) != 2 {
+				t.Fatalf("err = %v (exit %d), want the usage error %q", err, ExitCode(err), tc.refused)
 			}
-			if ExitCode(err) != 2 {
-				t.Fatalf("exit %d, want 2", ExitCode(err))
+			var h *HintedError
+			if tc.hint != "" && (!errors.As(err, &h) || !strings.Contains(h.Hint, tc.hint)) {
+				t.Fatalf("err = %v, want a hint with %q", err, tc.hint)
 			}
 		})
 	}
