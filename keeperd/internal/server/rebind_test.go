@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -80,16 +79,7 @@ func TestUnpinnedDoorIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { m.Close(ctx5(t)) })
-	minted, err := m.Mint(context.Background(), door.MintRequest{LaunchID: "L2", Account: "work", Bindings: map[string]string{"repo": f.repo}, PeerUID: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := door.Dial(minted.SocketPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	c := keeperv1.NewKeeperServiceClient(cc)
+	c := mintClient(t, m, "L2", map[string]string{"repo": f.repo})
 	head := strings.TrimSpace(git(t, f.repo, "rev-parse", "HEAD"))
 	os.WriteFile(filepath.Join(f.repo, "README"), []byte("changed\n"), 0o644)
 	_, err = c.Commit(ctx5(t), &keeperv1.CommitRequest{Message: "m", All: true})

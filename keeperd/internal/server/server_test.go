@@ -102,7 +102,13 @@ func newFixture(t *testing.T) *fixture {
 
 func (f *fixture) client(t *testing.T, bindings map[string]string) keeperv1.KeeperServiceClient {
 	t.Helper()
-	minted, err := f.m.Mint(context.Background(), door.MintRequest{LaunchID: "L1", Account: "work", Bindings: bindings, PeerUID: -1})
+	return mintClient(t, f.m, "L1", bindings)
+}
+
+// mintClient mints a door of m for launch with bindings and dials it.
+func mintClient(t *testing.T, m *door.Minter, launch string, bindings map[string]string) keeperv1.KeeperServiceClient {
+	t.Helper()
+	minted, err := m.Mint(context.Background(), door.MintRequest{LaunchID: launch, Account: "work", Bindings: bindings, PeerUID: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
