@@ -99,6 +99,7 @@ func (k *Keeper) Commit(ctx context.Context, l Launch, req CommitRequest) (Commi
 		return CommitResult{}, err
 	}
 	st.ctx = ctx
+	st.limits = p.limits()
 	if req.All {
 		err = st.stageAll("")
 	} else {

@@ -14,6 +14,9 @@ var (
 	ErrPrecondition = errors.New("failed precondition")
 	// ErrRateLimited reports a launch over its per-launch budget.
 	ErrRateLimited = errors.New("rate limited")
+	// ErrTooLarge reports a request whose worktree walk is over one of the
+	// policy's ceilings (entries, depth, bytes read).
+	ErrTooLarge = errors.New("too large")
 	// ErrUnavailable reports a remote that could not be reached.
 	ErrUnavailable = errors.New("unavailable")
 	// ErrInternal reports a failure on the host side.

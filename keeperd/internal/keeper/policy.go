@@ -24,6 +24,18 @@ const (
 	DefaultSignsPerLaunch   = 500
 )
 
+// Default ceilings of one worktree walk, used when a policy leaves a limit
+// at 0, and the largest values a policy may set.
+const (
+	DefaultMaxEntries = 200_000
+	DefaultMaxDepth   = 256
+	DefaultMaxBytes   = 4 << 30
+	// MaxMaxEntries and MaxMaxDepth bound what a policy may raise them to:
+	// past them one walk's memory, and its recursion, are no longer small.
+	MaxMaxEntries = 10_000_000
+	MaxMaxDepth   = 4096
+)
+
 // ErrPolicy reports a policy file that cannot be used.
 var ErrPolicy = errors.New("bad policy")
 
@@ -47,6 +59,8 @@ type Policy struct {
 	Identities []Identity `json:"identities"`
 	// Rate bounds what one launch may do.
 	Rate Rate `json:"rate"`
+	// Limits bounds what one request's worktree walk may cost.
+	Limits Limits `json:"limits"`
 }
 
 // RepoPolicy is one repository root and where its repositories may push.
@@ -97,6 +111,22 @@ type Rate struct {
 	PushesPerLaunch int `json:"pushes_per_launch"`
 	// SignsPerLaunch bounds Sign calls (the gpg.ssh.program path).
 	SignsPerLaunch int `json:"signs_per_launch"`
+}
+
+// Limits are the ceilings of one request's worktree walk (commit -a, a
+// directory named to commit, status); 0 means the default. A walk over one
+// is refused with ErrTooLarge, leaving the index and HEAD as they were.
+type Limits struct {
+	// MaxEntries bounds the files, directories and symlinks the walk lists
+	// (those in ignored directories are not listed); default
+	// DefaultMaxEntries, at most MaxMaxEntries.
+	MaxEntries int `json:"max_entries"`
+	// MaxDepth bounds how many directories deep below the worktree root a
+	// directory may be; default DefaultMaxDepth, at most MaxMaxDepth.
+	MaxDepth int `json:"max_depth"`
+	// MaxBytes bounds the bytes of changed files read and hashed; default
+	// DefaultMaxBytes. One file is at most MaxFileSize regardless.
+	MaxBytes int64 `json:"max_bytes"`
 }
 
 // LoadPolicy reads and validates a policy file. Unknown keys, a missing or
@@ -198,6 +228,15 @@ func (p *Policy) validate() error {
 	}
 	if p.Rate.CommitsPerLaunch < 0 || p.Rate.PushesPerLaunch < 0 || p.Rate.SignsPerLaunch < 0 {
 		return errors.New("rate: budgets must not be negative")
+	}
+	if p.Limits.MaxEntries < 0 || p.Limits.MaxDepth < 0 || p.Limits.MaxBytes < 0 {
+		return errors.New("limits: ceilings must not be negative")
+	}
+	if p.Limits.MaxEntries > MaxMaxEntries {
+		return fmt.Errorf("limits.max_entries: %d is over %d", p.Limits.MaxEntries, MaxMaxEntries)
+	}
+	if p.Limits.MaxDepth > MaxMaxDepth {
+		return fmt.Errorf("limits.max_depth: %d is over %d", p.Limits.MaxDepth, MaxMaxDepth)
 	}
 	return nil
 }
@@ -364,6 +403,21 @@ func (p *Policy) rates() Rate {
 		r.SignsPerLaunch = DefaultSignsPerLaunch
 	}
 	return r
+}
+
+// limits returns the policy's walk ceilings, defaults filled in.
+func (p *Policy) limits() Limits {
+	l := p.Limits
+	if l.MaxEntries == 0 {
+		l.MaxEntries = DefaultMaxEntries
+	}
+	if l.MaxDepth == 0 {
+		l.MaxDepth = DefaultMaxDepth
+	}
+	if l.MaxBytes == 0 {
+		l.MaxBytes = DefaultMaxBytes
+	}
+	return l
 }
 
 // compileGlob turns a branch glob into a regexp: "*" matches within a

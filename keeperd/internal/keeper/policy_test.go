@@ -41,6 +41,8 @@ func TestLoadPolicyRefusals(t *testing.T) {
 		"bad-default-remote": `bad policy: repos[0].default_remote: "origin" is not in remotes`,
 		"bad-identity":       `bad policy: identities[0].name: "A <x>" is not a valid name`,
 		"negative-rate":      `bad policy: rate: budgets must not be negative`,
+		"negative-limit":     `bad policy: limits: ceilings must not be negative`,
+		"absurd-depth":       `bad policy: limits.max_depth: 100000 is over 4096`,
 		"trailing":           `bad policy: trailing data after the policy object`,
 	}
 	files, _ := filepath.Glob("testdata/policy/*.json")

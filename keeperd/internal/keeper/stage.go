@@ -49,6 +49,11 @@ type stager struct {
 	afterCollect func()
 	store        bool // write blobs to the object store (false: status only)
 	changed      int
+	// limits are the ceilings of this request's walk; listed and read
+	// count against them, across every directory the request walks.
+	limits Limits
+	listed int   // worktree entries listed (.git entries aside)
+	read   int64 // bytes of file content read
 }
 
 // newStager stages against idx. excludes are the patterns of the host's
@@ -62,6 +67,7 @@ func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool, exc
 		loaded:     map[string]bool{},
 		attrLoaded: map[string]bool{},
 		seen:       map[string]bool{},
+		limits:     DenyAll().limits(),
 	}
 	for _, e := range idx.Entries {
 		if e.Stage != 0 {
@@ -242,6 +248,9 @@ func (s *stager) ignored(rel string, isDir bool) bool {
 
 // stageAll stages every change under dir ("" is the whole worktree).
 func (s *stager) stageAll(dir string) error {
+	if err := s.checkDepth(dir); err != nil {
+		return err
+	}
 	s.loadAncestors(dir)
 	var dirs []*dirBatch
 	if err := s.collect(dir, true, &dirs); err != nil {
@@ -339,10 +348,27 @@ func (s *stager) lstatDir(d *dirBatch) {
 	}
 }
 
+// readDirBatch is how many names readDir lists at a time.
+const readDirBatch = 1024
+
+// checkDepth refuses a worktree directory (rel, "" is the root) nested
+// deeper than the walk's ceiling.
+func (s *stager) checkDepth(rel string) error {
+	if rel == "" {
+		return nil
+	}
+	if d := strings.Count(rel, "/") + 1; d > s.limits.MaxDepth {
+		return fmt.Errorf("%w: directory %q is nested %d deep, over keeperd's ceiling of %d (policy limits.max_depth): flatten it, or commit it on the host", ErrTooLarge, rel, d, s.limits.MaxDepth)
+	}
+	return nil
+}
+
 // readDir lists the worktree directory rel through the root, refusing a
 // symlink in its place: a directory the box swapped for a symlink after it
 // was checked is never listed, so no name from outside the worktree is
-// ever staged or quoted in an error.
+// ever staged or quoted in an error. It lists a batch at a time and stops
+// (ErrTooLarge) once the request has listed more entries than its
+// ceiling, so a directory of millions of names is never held in memory.
 func (s *stager) readDir(rel string) ([]fs.DirEntry, error) {
 	name := rel
 	if name == "" {
@@ -353,7 +379,28 @@ func (s *stager) readDir(rel string) ([]fs.DirEntry, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return f.ReadDir(-1)
+	var ents []fs.DirEntry
+	for {
+		batch, err := f.ReadDir(readDirBatch)
+		for _, e := range batch {
+			if !strings.EqualFold(e.Name(), ".git") {
+				s.listed++
+			}
+		}
+		if s.listed > s.limits.MaxEntries {
+			return nil, fmt.Errorf("%w: more than %d files, directories and symlinks to walk, over keeperd's ceiling (policy limits.max_entries): ignore generated trees in .gitignore, name fewer paths, or commit on the host", ErrTooLarge, s.limits.MaxEntries)
+		}
+		ents = append(ents, batch...)
+		if errors.Is(err, io.EOF) {
+			return ents, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := s.checkCtx(); err != nil {
+			return nil, err
+		}
+	}
 }
 
 // collect walks the worktree directory rel without following symlinks,
@@ -366,6 +413,9 @@ func (s *stager) collect(rel string, top bool, out *[]*dirBatch) error {
 	}
 	ents, err := s.readDir(rel)
 	if err != nil {
+		if errors.Is(err, ErrTooLarge) || errors.Is(err, ErrUnavailable) {
+			return err
+		}
 		if !top && errors.Is(err, fs.ErrNotExist) {
 			return nil
 		}
@@ -405,6 +455,9 @@ func (s *stager) collect(rel string, top bool, out *[]*dirBatch) error {
 			}
 			if !s.trackedDir[crel] && s.ignored(crel, true) {
 				continue
+			}
+			if err := s.checkDepth(crel); err != nil {
+				return err
 			}
 			subdirs = append(subdirs, crel)
 			continue
@@ -478,6 +531,9 @@ func (s *stager) stagePaths(paths []string) error {
 			walked[p] = true
 		default:
 			if d := path.Dir(p); d != "." {
+				if err := s.checkDepth(d); err != nil {
+					return err
+				}
 				s.loadAncestors(d)
 			} else {
 				s.loadAncestors("")
@@ -591,6 +647,9 @@ func (s *stager) blob(rel string, fi fs.FileInfo) (plumbing.Hash, error) {
 		if fi.Size() > MaxFileSize {
 			return plumbing.ZeroHash, fmt.Errorf("%w: %q is larger than %d MiB", ErrInvalid, rel, MaxFileSize>>20)
 		}
+		if s.read+fi.Size() > s.limits.MaxBytes {
+			return plumbing.ZeroHash, s.tooManyBytes(rel)
+		}
 		// O_NONBLOCK: a FIFO swapped in after the stat must not block the
 		// request (and the repository lock) on open; O_NOFOLLOW: nor may a
 		// symlink swapped in be followed. Either fails SameFile below.
@@ -609,6 +668,10 @@ func (s *stager) blob(rel string, fi fs.FileInfo) (plumbing.Hash, error) {
 		}
 		if len(data) > MaxFileSize {
 			return plumbing.ZeroHash, fmt.Errorf("%w: %q is larger than %d MiB", ErrInvalid, rel, MaxFileSize>>20)
+		}
+		s.read += int64(len(data))
+		if s.read > s.limits.MaxBytes { // it grew since the stat
+			return plumbing.ZeroHash, s.tooManyBytes(rel)
 		}
 	}
 	h := plumbing.ComputeHash(plumbing.BlobObject, data)
@@ -632,6 +695,12 @@ func (s *stager) blob(rel string, fi fs.FileInfo) (plumbing.Hash, error) {
 		return plumbing.ZeroHash, fmt.Errorf("%w: store blob: %w", ErrInternal, err)
 	}
 	return h, nil
+}
+
+// tooManyBytes refuses reading rel: the request would read more changed
+// file content than its ceiling.
+func (s *stager) tooManyBytes(rel string) error {
+	return fmt.Errorf("%w: staging %q would read more than %d bytes of changed files in one request, over keeperd's ceiling (policy limits.max_bytes): commit in parts, or on the host", ErrTooLarge, rel, s.limits.MaxBytes)
 }
 
 // entries returns the staged index entries, sorted by name.

@@ -65,6 +65,7 @@ func (k *Keeper) Status(ctx context.Context, l Launch) (Status, error) {
 		return Status{}, err
 	}
 	st.ctx = ctx
+	st.limits = p.limits()
 	if err := st.stageAll(""); err != nil {
 		return Status{}, err
 	}

@@ -201,7 +201,7 @@ func toStatus(err error, repo string) error {
 		return status.Error(codes.InvalidArgument, msg)
 	case errors.Is(err, keeper.ErrPrecondition):
 		return status.Error(codes.FailedPrecondition, msg)
-	case errors.Is(err, keeper.ErrRateLimited):
+	case errors.Is(err, keeper.ErrRateLimited), errors.Is(err, keeper.ErrTooLarge):
 		return status.Error(codes.ResourceExhausted, msg)
 	case errors.Is(err, keeper.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return status.Error(codes.Unavailable, msg)
@@ -218,6 +218,7 @@ const (
 	ReasonInvalid      = "invalid"
 	ReasonPrecondition = "precondition"
 	ReasonRateLimited  = "rate_limited"
+	ReasonTooLarge     = "too_large"
 	ReasonUnavailable  = "unavailable"
 	ReasonInternal     = "internal"
 )
@@ -237,6 +238,8 @@ func reasonOf(err error) string {
 		return ReasonPrecondition
 	case errors.Is(err, keeper.ErrRateLimited):
 		return ReasonRateLimited
+	case errors.Is(err, keeper.ErrTooLarge):
+		return ReasonTooLarge
 	case errors.Is(err, keeper.ErrUnavailable), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
 		return ReasonUnavailable
 	}
