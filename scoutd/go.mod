@@ -6,6 +6,7 @@ require (
 	github.com/bounded-systems/claude-box/guestroom v0.0.0
 	github.com/bounded-systems/claude-box/proto v0.0.0
 	github.com/go-git/go-git/v5 v5.19.2
+	golang.org/x/text v0.40.0
 	google.golang.org/genproto/googleapis/rpc v0.0.0-20260706201446-f0a921348800
 	google.golang.org/grpc v1.84.0
 	google.golang.org/protobuf v1.36.12
@@ -26,7 +27,6 @@ require (
 	golang.org/x/crypto v0.54.0 // indirect
 	golang.org/x/net v0.57.0 // indirect
 	golang.org/x/sys v0.47.0 // indirect
-	golang.org/x/text v0.40.0 // indirect
 	gopkg.in/warnings.v0 v0.1.2 // indirect
 )
 

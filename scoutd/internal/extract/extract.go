@@ -21,6 +21,9 @@ import (
 	"os"
 	"path"
 	"strings"
+
+	"golang.org/x/text/cases"
+	"golang.org/x/text/unicode/norm"
 )
 
 // Refusal reasons: short, stable strings that tests and callers compare.
@@ -109,7 +112,7 @@ func Extract(r io.Reader, dir string, lim Limits) (Stats, error) {
 	}
 	defer func() { _ = root.Close() }()
 
-	x := &extractor{root: root, lim: lim, seen: map[string]byte{}}
+	x := &extractor{root: root, lim: lim, seen: map[string]byte{}, linkFold: map[string]bool{}}
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -138,6 +141,16 @@ func Extract(r io.Reader, dir string, lim Limits) (Stats, error) {
 			}
 		}
 	}
+	// Once every link exists, walk each target again against what is on
+	// disk: a file system that folds names can make a component name a
+	// link that was created after the target was first checked.
+	for _, l := range x.links {
+		if !l.hard {
+			if err := x.checkTarget(l); err != nil {
+				return x.st, err
+			}
+		}
+	}
 	return x.st, nil
 }
 
@@ -148,6 +161,16 @@ type extractor struct {
 	links []link
 	// seen maps a clean name to its kind: 'd' dir, 'f' file, 'l' symlink, 'h' hardlink.
 	seen map[string]byte
+	// linkFold holds every symlink's name case-folded and normalized
+	// (fold): on a case- or normalization-insensitive file system (a macOS
+	// worktree) "l" and "L", or "é" composed and decomposed, are one name.
+	linkFold map[string]bool
+}
+
+// fold is a name as a case-insensitive, normalization-insensitive file
+// system compares it: full Unicode case folding, then NFD.
+func fold(name string) string {
+	return norm.NFD.String(cases.Fold().String(name))
 }
 
 func (x *extractor) count(name string) error {
@@ -206,6 +229,7 @@ func (x *extractor) entry(hdr *tar.Header, body io.Reader) error {
 			x.seen[name] = 'h'
 		} else {
 			x.seen[name] = 'l'
+			x.linkFold[fold(name)] = true
 		}
 		x.links = append(x.links, link{name: name, target: hdr.Linkname, hard: hard})
 		return nil
@@ -326,16 +350,18 @@ func (x *extractor) hardlink(l link) error {
 	return nil
 }
 
-func (x *extractor) symlink(l link) error {
+// checkTarget walks a symlink's target from the link's directory,
+// component by component, on the unclean path: every ".." must stay
+// inside, and no component before the last may be a link (whose own target
+// would change where ".." goes) — by name in the archive, by its folded
+// name (fold), or on disk.
+func (x *extractor) checkTarget(l link) error {
 	if strings.HasPrefix(l.target, "/") {
 		return refuse(l.name, ReasonEscapingSymlink, "absolute target %q", l.target)
 	}
 	if strings.ContainsRune(l.target, 0) || strings.Contains(l.target, `\`) {
 		return refuse(l.name, ReasonEscapingSymlink, "target %q has a forbidden character", l.target)
 	}
-	// Walk the target from the link's directory, component by component, on
-	// the unclean path: every ".." must stay inside, and no component before
-	// the last may be a link (whose own target would change where ".." goes).
 	stack := strings.Split(path.Dir(l.name), "/")
 	if stack[0] == "." {
 		stack = stack[:0]
@@ -357,12 +383,19 @@ func (x *extractor) symlink(l link) error {
 			break
 		}
 		p := strings.Join(stack, "/")
-		if k := x.seen[p]; k == 'l' {
+		if x.seen[p] == 'l' || x.linkFold[fold(p)] {
 			return refuse(l.name, ReasonEscapingSymlink, "target %q passes through symlink %q", l.target, p)
 		}
 		if fi, err := x.root.Lstat(p); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
 			return refuse(l.name, ReasonEscapingSymlink, "target %q passes through symlink %q", l.target, p)
 		}
+	}
+	return nil
+}
+
+func (x *extractor) symlink(l link) error {
+	if err := x.checkTarget(l); err != nil {
+		return err
 	}
 	if err := x.parentsReal(l.name, l.name, false); err != nil {
 		return err

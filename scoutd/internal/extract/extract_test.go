@@ -114,6 +114,13 @@ func TestExtractRefuses(t *testing.T) {
 		{"deep escaping symlink", []ent{symlink("a/b/l", "../../../x")}, Limits{}, ReasonEscapingSymlink},
 		{"symlink via symlink", []ent{symlink("a", "."), symlink("b", "a/..")}, Limits{}, ReasonEscapingSymlink},
 		{"symlink via later symlink", []ent{symlink("b", "a/../.."), dir("x"), symlink("a", "x")}, Limits{}, ReasonEscapingSymlink},
+		// On a file system that folds names (a macOS worktree), "l" is "L"
+		// and "é" composed is "é" decomposed: a target through a name that
+		// folds to a link's goes through that link, whatever the order.
+		{"symlink via a link of another case", []ent{dir("l"), symlink("p", "l/../sentinel"), symlink("L", ".")}, Limits{}, ReasonEscapingSymlink},
+		{"symlink via a link of another case, deeper", []ent{dir("a/l"), symlink("a/p", "l/../x"), symlink("A/L", "..")}, Limits{}, ReasonEscapingSymlink},
+		{"symlink via a link of another normalization", []ent{symlink("p", "e\u0301/../x"), symlink("\u00e9", ".")}, Limits{}, ReasonEscapingSymlink},
+		{"symlink via a link that folds (sharp s)", []ent{symlink("p", "strasse/../x"), symlink("STRA\u00dfE", ".")}, Limits{}, ReasonEscapingSymlink},
 		{"file through symlink", []ent{dir("sub"), symlink("l", "sub"), file("l/x", "x")}, Limits{}, ReasonThroughSymlink},
 		{"file through escaping symlink", []ent{symlink("l", ".."), file("l/sentinel", "x")}, Limits{}, ReasonThroughSymlink},
 		{"overwrite symlink", []ent{symlink("l", "x"), file("l", "x")}, Limits{}, ReasonDuplicate},
