@@ -56,6 +56,26 @@ type BodyWriter interface {
 	io.Writer
 }
 
+// DeadlineWriter is a writer to the box that bounds its own writes (a
+// socket, a stream). Fetch and Snapshot give it the request's total
+// deadline before the first write; it must fail a write still in progress
+// at that deadline, and refuse later ones, with a timeout (ReasonTimeout),
+// so a box that reads slowly but steadily, never idle long enough to trip
+// the idle ceiling, cannot keep a request (its slot, its buffers) past its
+// time ceiling.
+type DeadlineWriter interface {
+	SetTotalDeadline(time.Time)
+}
+
+// bindDeadline gives w the total deadline of ctx, if w takes one.
+func bindDeadline(ctx context.Context, w any) {
+	if d, ok := w.(DeadlineWriter); ok {
+		if t, ok := ctx.Deadline(); ok {
+			d.SetTotalDeadline(t)
+		}
+	}
+}
+
 // errSink marks a failure of the caller's writer (the client went away),
 // as opposed to the upstream.
 type errSink struct{ err error }
@@ -71,6 +91,7 @@ func (s *Scout) Fetch(ctx context.Context, req FetchRequest, w BodyWriter) (Head
 	timeout := lower(s.limits.Timeout, req.Timeout)
 	ctx, cancel := context.WithTimeoutCause(ctx, timeout, errTotalTimeout)
 	defer cancel()
+	bindDeadline(ctx, w)
 
 	sc := scope{caveats: req.Caveats}
 	u, err := s.checkURL(req.URL, sc)

@@ -86,6 +86,7 @@ func (s *Scout) Snapshot(ctx context.Context, req SnapshotRequest, w io.Writer) 
 	maxFiles := lower(s.limits.MaxFiles, req.MaxFiles)
 	ctx, cancel := context.WithTimeoutCause(ctx, s.limits.Timeout, errTotalTimeout)
 	defer cancel()
+	bindDeadline(ctx, w)
 	res, err := s.snapshot(ctx, req, maxBytes, maxFiles, w)
 	if err != nil {
 		return res, Classify(ctx, err)

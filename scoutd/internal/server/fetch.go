@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"time"
 
 	"google.golang.org/grpc"
@@ -27,6 +29,9 @@ type fetchArgs struct {
 // scout.BodyWriter, then the trailer.
 type fetchSink interface {
 	scout.BodyWriter
+	// SetTotalDeadline bounds every write, the trailer's too, by the
+	// request's total deadline (scout.DeadlineWriter).
+	scout.DeadlineWriter
 	// finish delivers the trailer of a complete body.
 	finish(scout.Digest) error
 }
@@ -81,11 +86,14 @@ func (s *Server) Fetch(req *scoutv1.FetchRequest, stream grpc.ServerStreamingSer
 type fetchWriter struct {
 	stream grpc.ServerStreamingServer[scoutv1.FetchResponse]
 	idle   time.Duration
+	total  time.Time
 	buf    []byte
 }
 
+func (w *fetchWriter) SetTotalDeadline(t time.Time) { w.total = t }
+
 func (w *fetchWriter) WriteHead(h scout.Head) error {
-	return sendWithin(w.idle, func() error {
+	return sendWithin(w.idle, w.total, func() error {
 		return w.stream.Send(&scoutv1.FetchResponse{Head: &scoutv1.FetchHead{
 			Status:         int32(h.Status),
 			ContentType:    valid(h.ContentType),
@@ -116,7 +124,7 @@ func (w *fetchWriter) flush(tr *scoutv1.FetchTrailer) error {
 		return nil
 	}
 	m := &scoutv1.FetchResponse{Chunk: w.buf, Trailer: tr}
-	if err := sendWithin(w.idle, func() error { return w.stream.Send(m) }); err != nil {
+	if err := sendWithin(w.idle, w.total, func() error { return w.stream.Send(m) }); err != nil {
 		w.buf = nil // an abandoned Send may still hold it
 		return err
 	}
@@ -168,24 +176,46 @@ func (s *Server) Raw(ctx context.Context, line string, conn net.Conn) {
 type rawWriter struct {
 	conn     net.Conn
 	idle     time.Duration
+	total    time.Time // the request's total deadline; zero: none
 	hdr      [wire.FrameHeader]byte
 	headSent bool
 }
 
-// deadline arms the idle ceiling for the next write: a client that takes
-// no bytes for that long fails the write (a box that stops reading does
-// not hold its slot forever).
+func (w *rawWriter) SetTotalDeadline(t time.Time) { w.total = t }
+
+// deadline arms the ceilings for the next write: the idle one (a client
+// that takes no bytes for that long fails the write, so a box that stops
+// reading does not hold its slot forever), and no later than the request's
+// total deadline (a box that reads slowly but steadily does not either).
 func (w *rawWriter) deadline() {
+	d := w.total
 	if w.idle > 0 {
-		_ = w.conn.SetWriteDeadline(time.Now().Add(w.idle))
+		if i := time.Now().Add(w.idle); d.IsZero() || i.Before(d) {
+			d = i
+		}
+	}
+	if !d.IsZero() {
+		_ = w.conn.SetWriteDeadline(d)
 	}
 }
 
-// write writes p under the idle ceiling.
+// failed is the error of a failed write: a timeout once the request's
+// total deadline has passed, so the fetch ends with the time ceiling's
+// reason whichever fired first, the write deadline or the fetch's context.
+func (w *rawWriter) failed(err error) error {
+	if !w.total.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(w.total) {
+		return &scout.Error{Kind: scout.KindTimeout, Reason: scout.ReasonTimeout, Err: fmt.Errorf("%w: %w", errClientTooSlow.Err, err)}
+	}
+	return err
+}
+
+// write writes p under the ceilings.
 func (w *rawWriter) write(p []byte) error {
 	w.deadline()
-	_, err := w.conn.Write(p)
-	return err
+	if _, err := w.conn.Write(p); err != nil {
+		return w.failed(err)
+	}
+	return nil
 }
 
 func (w *rawWriter) WriteHead(h scout.Head) error {
@@ -213,7 +243,7 @@ func (w *rawWriter) Write(p []byte) (int, error) {
 		w.deadline()
 		bufs := net.Buffers{w.hdr[:], p[:k]}
 		if _, err := bufs.WriteTo(w.conn); err != nil {
-			return 0, err
+			return 0, w.failed(err)
 		}
 		p = p[k:]
 	}
@@ -235,7 +265,12 @@ func (w *rawWriter) finish(d scout.Digest) error {
 
 // fail tells the client why the fetch failed: as the head when no head was
 // sent, else after the body frames sent so far, as the end line. describe is the gRPC path's mapping.
+//
+// The request is over by then (audited, its slot given back), so the
+// failure itself is written under the idle ceiling alone: a fetch that hit
+// its total deadline can still say so.
 func (w *rawWriter) fail(ctx context.Context, err error) {
+	w.total = time.Time{}
 	code, msg, reason := describe(ctx, err)
 	we := &wire.Error{Code: wire.CodeName(code), Reason: reason, Message: msg}
 	if !w.headSent {
@@ -251,25 +286,42 @@ func (w *rawWriter) fail(ctx context.Context, err error) {
 // ceiling.
 var errClientStalled = &scout.Error{Kind: scout.KindTimeout, Reason: scout.ReasonIdleTimeout, Err: errors.New("the client took no bytes within the idle ceiling")}
 
-// sendWithin runs send, giving up when it has not returned within idle:
+// errClientTooSlow is a send that the client had not taken when the
+// request's total deadline passed: the time ceiling bounds the delivery to
+// the box too.
+var errClientTooSlow = &scout.Error{Kind: scout.KindTimeout, Reason: scout.ReasonTimeout, Err: errors.New("the client had not taken the response within the request's time ceiling")}
+
+// sendWithin runs send, giving up when it has not returned within idle,
+// or by the request's total deadline (zero: none), whichever is first:
 // gRPC's Send blocks for as long as the client keeps its stream open and
 // does not read, and a box that stops reading must not hold its slot (and
 // a snapshot's repository in memory) forever, as the raw path's write
 // deadline ensures there. The handler then returns with the error, which
 // ends the stream and with it the abandoned Send; nothing sends on the
-// stream after a failed send.
-func sendWithin(idle time.Duration, send func() error) error {
-	if idle <= 0 {
+// stream after a failed send. A send once the total deadline has passed
+// is not started.
+func sendWithin(idle time.Duration, total time.Time, send func() error) error {
+	wait, cut := idle, error(errClientStalled)
+	if !total.IsZero() {
+		left := time.Until(total)
+		if left <= 0 {
+			return errClientTooSlow
+		}
+		if wait <= 0 || left < wait {
+			wait, cut = left, errClientTooSlow
+		}
+	}
+	if wait <= 0 {
 		return send()
 	}
 	done := make(chan error, 1)
 	go func() { done <- send() }()
-	t := time.NewTimer(idle)
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case err := <-done:
 		return err
 	case <-t.C:
-		return errClientStalled
+		return cut
 	}
 }

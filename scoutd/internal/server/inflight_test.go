@@ -28,7 +28,8 @@ import (
 )
 
 // capWorld is a scout server on a minter with two launch doors ("a" and
-// "b") and an upstream whose /slow path holds until release is closed.
+// "b") and an upstream whose /slow path holds until release is closed and
+// whose /endless path sends for as long as it is read.
 type capWorld struct {
 	srv     *Server
 	m       *door.Minter
@@ -45,6 +46,16 @@ func newCapWorld(t *testing.T, slowBody int, mods ...func(*scout.Config)) *capWo
 	w := &capWorld{release: make(chan struct{}), logs: &syncBuf{}, doors: map[string]door.Minted{}, grpcs: map[string]*client.Client{}}
 	ca := scouttest.NewCA(t, "slow.test")
 	_, port := ca.Server(t, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/endless" {
+			// A body that ends only when the exchange does.
+			chunk := make([]byte, 256<<10)
+			for r.Context().Err() == nil {
+				if _, err := rw.Write(chunk); err != nil {
+					return
+				}
+			}
+			return
+		}
 		if r.URL.Path == "/slow" {
 			if slowBody > 0 {
 				_, _ = rw.Write(make([]byte, slowBody))

@@ -427,9 +427,12 @@ func itoa(n int64) string {
 type snapWriter struct {
 	stream grpc.ServerStreamingServer[scoutv1.SnapshotResponse]
 	idle   time.Duration
+	total  time.Time
 	buf    []byte
 	sent   int64
 }
+
+func (w *snapWriter) SetTotalDeadline(t time.Time) { w.total = t }
 
 func (w *snapWriter) Write(p []byte) (int, error) {
 	n := len(p)
@@ -451,7 +454,7 @@ func (w *snapWriter) flush(tr *scoutv1.SnapshotTrailer) error {
 		return nil
 	}
 	m := &scoutv1.SnapshotResponse{Chunk: w.buf, Trailer: tr}
-	if err := sendWithin(w.idle, func() error { return w.stream.Send(m) }); err != nil {
+	if err := sendWithin(w.idle, w.total, func() error { return w.stream.Send(m) }); err != nil {
 		w.buf = nil // an abandoned Send may still hold it
 		return err
 	}
