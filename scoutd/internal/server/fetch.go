@@ -201,12 +201,17 @@ func (w *rawWriter) deadline() {
 
 // failed is the error of a failed write: a timeout once the request's
 // total deadline has passed, so the fetch ends with the time ceiling's
-// reason whichever fired first, the write deadline or the fetch's context.
+// reason whichever fired first, the write deadline or the fetch's context;
+// an idle timeout when the client took nothing within the idle ceiling.
 func (w *rawWriter) failed(err error) error {
-	if !w.total.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) && !time.Now().Before(w.total) {
+	if !errors.Is(err, os.ErrDeadlineExceeded) {
+		return err
+	}
+	if !w.total.IsZero() && !time.Now().Before(w.total) {
 		return &scout.Error{Kind: scout.KindTimeout, Reason: scout.ReasonTimeout, Err: fmt.Errorf("%w: %w", errClientTooSlow.Err, err)}
 	}
-	return err
+	// The idle ceiling: the same refusal as a stalled gRPC client's.
+	return &scout.Error{Kind: scout.KindTimeout, Reason: scout.ReasonIdleTimeout, Err: fmt.Errorf("%w: %w", errClientStalled.Err, err)}
 }
 
 // write writes p under the ceilings.

@@ -104,8 +104,9 @@ func TestRawWriterIdleCeiling(t *testing.T) {
 	select {
 	case err := <-done:
 		var ne net.Error
-		if !errors.As(err, &ne) || !ne.Timeout() {
-			t.Fatalf("write to a client that does not read: %v, want a timeout", err)
+		var se *scout.Error
+		if !errors.As(err, &ne) || !ne.Timeout() || !errors.As(err, &se) || se.Reason != scout.ReasonIdleTimeout {
+			t.Fatalf("write to a client that does not read: %v, want an %s refusal", err, scout.ReasonIdleTimeout)
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("the write never gave up")
