@@ -274,7 +274,9 @@ func Spec(b plan.Box) *specgen.SpecGenerator {
 	for _, v := range b.Volumes {
 		s.Volumes = append(s.Volumes, &specgen.NamedVolume{Name: v.Name, Dest: v.Dest, Options: []string{"rw", "nosuid", "nodev"}})
 	}
-	if b.Network == "none" {
+	// Only the empty network is podman's default (the --net-open posture);
+	// "none" and anything else the plan might ever say get no network.
+	if b.Network != "" {
 		s.NetNS = specgen.Namespace{NSMode: specgen.NoNetwork}
 	}
 	if mode, val, ok := strings.Cut(b.UserNS, ":"); b.UserNS != "" {

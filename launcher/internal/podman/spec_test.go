@@ -135,6 +135,19 @@ func TestSpecGolden(t *testing.T) {
 	}
 }
 
+// A network value the spec does not know gets no network, never podman's
+// default: only the empty value (the --net-open posture) opens it.
+func TestUnknownNetworkIsNone(t *testing.T) {
+	for _, n := range []string{"none", "bridge", "host", "slirp4netns", "pasta", " "} {
+		if s := Spec(plan.Box{Image: "sha256:x", Network: n}); s.NetNS != (specgen.Namespace{NSMode: specgen.NoNetwork}) {
+			t.Errorf("network %q: netns %+v, want %q", n, s.NetNS, specgen.NoNetwork)
+		}
+	}
+	if s := Spec(plan.Box{Image: "sha256:x"}); s.NetNS != (specgen.Namespace{}) {
+		t.Errorf("the open posture: netns %+v, want podman's default", s.NetNS)
+	}
+}
+
 // proxyKeys are the proxy variables of a policed box.
 var proxyKeys = []string{"HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY", "https_proxy", "http_proxy", "all_proxy", "NO_PROXY", "no_proxy"}
 
