@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -228,6 +229,9 @@ func launch(ctx context.Context, a LaunchArgs, env Env) error {
 		return Hinted(err, hintFor(getenv("CONTAINER_HOST")))
 	}
 	if err := refuseRemoteBinds(eng.URI(), len(granted) > 0, repo != nil); err != nil {
+		return err
+	}
+	if err := refuseDoorsInAVM(runtime.GOOS, len(granted) > 0); err != nil {
 		return err
 	}
 	rootless, err := eng.Rootless(ctx)
@@ -455,6 +459,23 @@ func hintFor(uri string) string {
 		return sshHint
 	}
 	return podmanHint
+}
+
+// ErrDoorsInAVM refuses doors where podman runs in a virtual machine.
+var ErrDoorsInAVM = errors.New("doors cannot reach a box in podman's virtual machine yet")
+
+// refuseDoorsInAVM refuses doors on macOS, where podman always runs in a
+// podman machine (a Linux VM) that the launcher reaches over a loopback
+// ssh port: the VM sees the Mac's files through a shared directory, so a
+// bind mount of a minted socket would find its file, but a unix socket
+// does not cross that share, and the box could not connect to its doors.
+// The repository itself crosses it fine.
+func refuseDoorsInAVM(goos string, doors bool) error {
+	if goos != "darwin" || !doors {
+		return nil
+	}
+	return Hinted(fmt.Errorf("%w: on macOS podman runs in a podman machine, and the doors' unix sockets on this Mac do not cross into it", ErrDoorsInAVM),
+		"launch without doors (--room tool; --repo works), or run claude-box and the door daemons on the Linux host that runs podman (docs/HOSTING.md, \"macOS\")")
 }
 
 // ErrRemoteBinds refuses host paths in a box whose podman runs elsewhere.

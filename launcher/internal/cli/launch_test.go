@@ -131,6 +131,30 @@ func TestProfileWidensOnlyTheNetDoor(t *testing.T) {
 	}
 }
 
+// On macOS podman runs in a VM that unix sockets do not cross: doors are
+// refused there with a hint, --repo alone is not, and Linux is untouched.
+func TestDoorsRefusedInAVM(t *testing.T) {
+	for _, c := range []struct {
+		goos    string
+		doors   bool
+		refused bool
+	}{
+		{"darwin", true, true},
+		{"darwin", false, false},
+		{"linux", true, false},
+		{"linux", false, false},
+	} {
+		err := refuseDoorsInAVM(c.goos, c.doors)
+		if got := errors.Is(err, ErrDoorsInAVM); got != c.refused {
+			t.Errorf("%s doors=%v: %v, want refused=%v", c.goos, c.doors, err, c.refused)
+		}
+		var he *HintedError
+		if c.refused && (!errors.As(err, &he) || !strings.Contains(he.Hint, "--room tool") || ExitCode(err) != 125) {
+			t.Errorf("%s: %v (exit %d), want exit 125 with a hint to launch without doors", c.goos, err, ExitCode(err))
+		}
+	}
+}
+
 // TestRemoteBindsRefused: doors and --repo bind paths on podman's host, so
 // a podman reached on another host refuses them; loopback is this machine.
 func TestRemoteBindsRefused(t *testing.T) {
