@@ -25,16 +25,8 @@ func TestStageAllNeverWalksASwappedInSymlink(t *testing.T) {
 	if err := os.Symlink(outside, filepath.Join(f.repo, "sub")); err != nil {
 		t.Fatal(err)
 	}
-	w, err := openWorktree(f.repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	err = s.stageAll("sub")
+	s := emptyIndexStager(t, f.repo)
+	err := s.stageAll("sub")
 	if !errors.Is(err, ErrPath) {
 		t.Fatalf("stageAll through a symlink: %v, want ErrPath", err)
 	}
@@ -60,15 +52,7 @@ func TestBlobOfAFileSwappedForAFIFO(t *testing.T) {
 	if err := syscall.Mkfifo(p, 0o644); err != nil {
 		t.Skipf("mkfifo: %v", err)
 	}
-	w, err := openWorktree(f.repo)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer w.Close()
-	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s := emptyIndexStager(t, f.repo)
 	done := make(chan error, 1)
 	go func() {
 		_, err := s.blob("swapped", fi)
@@ -111,15 +95,7 @@ func TestStageAllNeverStatsThroughASwappedInSymlink(t *testing.T) {
 		}
 		sub := filepath.Join(f.repo, "sub")
 		writeFile(t, filepath.Join(sub, "id_ed25519"), "box file\n")
-		w, err := openWorktree(f.repo)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
+		s := emptyIndexStager(t, f.repo)
 		s.afterCollect = func() {
 			if err := os.RemoveAll(sub); err != nil {
 				t.Fatal(err)
@@ -128,7 +104,7 @@ func TestStageAllNeverStatsThroughASwappedInSymlink(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		err = s.stageAll("")
+		err := s.stageAll("")
 		if err != nil && strings.Contains(err.Error(), outside) {
 			t.Fatalf("error names a host path: %v", err)
 		}
@@ -171,4 +147,20 @@ func TestStagePathsWalksEachDirectoryOnce(t *testing.T) {
 	if walks != 1 {
 		t.Fatalf("%d walks for %d paths naming the worktree and one directory, want 1", walks, len(paths))
 	}
+}
+
+// emptyIndexStager stages repo's worktree against an empty index, its
+// worktree closed when the test ends.
+func emptyIndexStager(t *testing.T, repo string) *stager {
+	t.Helper()
+	w, err := openWorktree(repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	s, err := newStager(w, &gitIndex{Index: &index.Index{Version: 2}}, time.Now(), true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
