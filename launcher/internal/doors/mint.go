@@ -77,6 +77,8 @@ func (e *UnsafeSocketError) Unwrap() error { return ErrUnsafeSocket }
 // this launch, and never beside one (a sibling in the run directory is
 // another daemon's control socket; minted sockets live in a directory of
 // the daemon's own that only its owner can write to).
+//
+// all is every door of the launch, w among them.
 func refuseMinted(path string, w Want, all []Want) string {
 	switch {
 	case path == "":
@@ -86,8 +88,7 @@ func refuseMinted(path string, w Want, all []Want) string {
 	case filepath.Clean(path) != path:
 		return "it is not a clean path"
 	}
-	controls := append([]Want{w}, all...)
-	for _, c := range controls {
+	for _, c := range all {
 		ctl := filepath.Clean(c.Control)
 		switch path {
 		case ctl:
@@ -117,7 +118,7 @@ func refuseMinted(path string, w Want, all []Want) string {
 	if di.Mode().Perm()&0o022 != 0 && di.Mode()&fs.ModeSticky == 0 {
 		return fmt.Sprintf("its directory %s is writable by others (mode %04o)", dir, di.Mode().Perm())
 	}
-	for _, c := range controls {
+	for _, c := range all {
 		if ci, err := os.Stat(c.Control); err == nil && os.SameFile(fi, ci) {
 			return controlReason(c, w)
 		}
