@@ -269,7 +269,8 @@ func (w *rawWriter) finish(d scout.Digest) error {
 }
 
 // fail tells the client why the fetch failed: as the head when no head was
-// sent, else after the body frames sent so far, as the end line. describe is the gRPC path's mapping.
+// sent, else after the body frames sent so far, as the end line. describe
+// is the gRPC path's mapping.
 //
 // The request is over by then (audited, its slot given back), so the
 // failure itself is written under the idle ceiling alone: a fetch that hit
