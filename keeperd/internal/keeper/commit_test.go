@@ -195,6 +195,16 @@ func TestCommitStates(t *testing.T) {
 			t.Fatalf("err = %v", err)
 		}
 	})
+	t.Run("door never pinned", func(t *testing.T) {
+		f := newFixture(t, nil)
+		writeFile(t, filepath.Join(f.repo, "README"), "x\n")
+		l := f.launch
+		l.Pin = nil
+		_, err := f.k.Commit(ctx, l, CommitRequest{Message: "m", All: true})
+		if !errors.Is(err, ErrDenied) || !strings.HasSuffix(err.Error(), "this door's repository was not checked when the door was minted") {
+			t.Fatalf("err = %v", err)
+		}
+	})
 	t.Run("requested author in policy", func(t *testing.T) {
 		f := newFixture(t, nil)
 		writeFile(t, filepath.Join(f.repo, "README"), "x\n")

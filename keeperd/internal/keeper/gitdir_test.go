@@ -74,8 +74,7 @@ func TestLinkedWorktreeGitFileCannotBeRedirected(t *testing.T) {
 	run(t, f.repo, "git", "worktree", "add", "-q", "-b", "claude/a", wt)
 	wtB := filepath.Join(f.root, "wt-b")
 	run(t, f.repo, "git", "worktree", "add", "-q", "-b", "claude/b", wtB)
-	l := f.launch
-	l.Repo = wt
+	l := f.launchAt(t, wt)
 	if _, err := f.k.Status(context.Background(), l); err != nil {
 		t.Fatalf("status of an intact linked worktree: %v", err)
 	}

@@ -127,7 +127,11 @@ func newFixture(t testing.TB, mutate func(p *Policy)) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{k: k, key: key, root: root, repo: repo, launch: Launch{ID: "L1", Account: "default", ManifestDigest: "sha256:abc", Repo: repo}, logs: &logs, env: env}
+	pin, err := PinRepo(p, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{k: k, key: key, root: root, repo: repo, launch: Launch{ID: "L1", Account: "default", ManifestDigest: "sha256:abc", Repo: repo, Pin: pin}, logs: &logs, env: env}
 }
 
 // allowedSigners writes an allowed-signers file for the fixture's key.
@@ -151,4 +155,17 @@ func twinRepo(t testing.TB, repo string) string {
 	dst := filepath.Join(t.TempDir(), filepath.Base(repo)) // same name: includeIf gitdir: patterns match both
 	run(t, filepath.Dir(repo), "cp", "-a", repo, dst)
 	return dst
+}
+
+// launchAt is the fixture's launch bound to repo instead, pinned as a mint
+// would pin it.
+func (f *fixture) launchAt(t *testing.T, repo string) Launch {
+	t.Helper()
+	pin, err := PinRepo(f.k.Policy(), repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := f.launch
+	l.Repo, l.Pin = repo, pin
+	return l
 }

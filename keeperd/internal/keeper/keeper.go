@@ -23,8 +23,8 @@ type Launch struct {
 	ManifestDigest string
 	// Repo is the host path of the worktree the door was minted for.
 	Repo string
-	// Pin is that worktree as it was at mint time (PinRepo); nil skips
-	// the check. A request whose Repo no longer leads to it is refused.
+	// Pin is that worktree as it was at mint time (PinRepo). A request
+	// without one, or whose Repo no longer leads to it, is refused.
 	Pin *Pin
 }
 
@@ -58,6 +58,9 @@ func PinRepo(p *Policy, repo string) (*Pin, error) {
 // errRepoMoved refuses a request whose bound path now leads elsewhere.
 var errRepoMoved = fmt.Errorf("%w: the bound repository's path no longer leads to the directory the door was minted for (a directory on it was replaced); keeperd works only on the repository the door was bound to: relaunch to bind it again", ErrPrecondition)
 
+// errUnpinned refuses a request whose door was never pinned (PinRepo).
+var errUnpinned = fmt.Errorf("%w: this door's repository was not checked when the door was minted", ErrDenied)
+
 // bind resolves the launch's repository under p (BindRepo) and refuses it
 // when it is not the one pinned at mint time.
 func bind(p *Policy, l Launch) (*RepoPolicy, string, error) {
@@ -65,11 +68,12 @@ func bind(p *Policy, l Launch) (*RepoPolicy, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	if l.Pin != nil {
-		fi, err := os.Stat(dir)
-		if dir != l.Pin.dir || err != nil || !os.SameFile(fi, l.Pin.info) {
-			return nil, "", errRepoMoved
-		}
+	if l.Pin == nil {
+		return nil, "", errUnpinned
+	}
+	fi, err := os.Stat(dir)
+	if dir != l.Pin.dir || err != nil || !os.SameFile(fi, l.Pin.info) {
+		return nil, "", errRepoMoved
 	}
 	return rp, dir, nil
 }

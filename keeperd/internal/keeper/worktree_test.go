@@ -14,8 +14,7 @@ func TestCommitInLinkedWorktree(t *testing.T) {
 	wt := filepath.Join(f.root, "wt-feature")
 	run(t, f.repo, "git", "worktree", "add", "-q", "-b", "claude/feature", wt)
 	writeFile(t, filepath.Join(wt, "README"), "from the worktree\n")
-	l := f.launch
-	l.Repo = wt
+	l := f.launchAt(t, wt)
 	st, err := f.k.Status(context.Background(), l)
 	if err != nil {
 		t.Fatal(err)
@@ -59,8 +58,7 @@ func TestLinkedWorktreeExcludes(t *testing.T) {
 	writeFile(t, filepath.Join(f.repo, ".git", "info", "exclude"), "*.pem\n")
 	writeFile(t, filepath.Join(f.env["HOME"], ".config", "git", "ignore"), ".env\n")
 	plantSecrets(t, wt)
-	l := f.launch
-	l.Repo = wt
+	l := f.launchAt(t, wt)
 	res, err := f.k.Commit(context.Background(), l, CommitRequest{Message: "m", All: true})
 	if err != nil {
 		t.Fatal(err)
