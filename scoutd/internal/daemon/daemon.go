@@ -121,7 +121,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	fs.BoolVar(&s.AllowHTTP, "allow-http", false, "admit http://")
 	fs.Var(&resolve, "resolve", "HOST=IP")
 	fs.Var(&private, "allow-private", "CIDR")
-	fs.StringVar(&s.GitHubAPI, "github-api", "", "GitHub REST base URL")
+	fs.StringVar(&s.GitHubAPI, "github-api", "", "GitHub REST base `URL`, https only (default https://api.github.com)")
 	fs.StringVar(&s.TokenFile, "token-file", "", "token file")
 	egress := fs.String("egress-door", "", "netd door for scoutd's own traffic")
 	level := fs.String("log-level", "info", "log level")
