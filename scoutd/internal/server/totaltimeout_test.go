@@ -21,10 +21,12 @@ import (
 )
 
 // Ceilings of the slow-reader tests: each write to the box completes well
-// within idle, and the body would take far longer than total to drain.
+// within idle (with room for a loaded machine: a gRPC send of a 1 MiB
+// chunk waits for the reader's next take), and the body would take far
+// longer than total to drain.
 const (
 	slowTotal = time.Second
-	slowIdle  = 500 * time.Millisecond
+	slowIdle  = 800 * time.Millisecond
 	// slowCut is how long after the total deadline the fetch may end: the
 	// request's set-up and the scheduling of a loaded machine, far short of
 	// what draining the buffered body at the reader's pace takes (seconds).
