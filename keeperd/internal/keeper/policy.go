@@ -406,8 +406,10 @@ func (p *Policy) rates() Rate {
 }
 
 // limits returns the policy's walk ceilings, defaults filled in.
-func (p *Policy) limits() Limits {
-	l := p.Limits
+func (p *Policy) limits() Limits { return p.Limits.withDefaults() }
+
+// withDefaults is l with every unset ceiling at its default.
+func (l Limits) withDefaults() Limits {
 	if l.MaxEntries == 0 {
 		l.MaxEntries = DefaultMaxEntries
 	}

@@ -67,7 +67,7 @@ func newStager(w *worktree, idx *gitIndex, indexMtime time.Time, store bool, exc
 		loaded:     map[string]bool{},
 		attrLoaded: map[string]bool{},
 		seen:       map[string]bool{},
-		limits:     DenyAll().limits(),
+		limits:     Limits{}.withDefaults(),
 	}
 	for _, e := range idx.Entries {
 		if e.Stage != 0 {
